@@ -1,0 +1,414 @@
+// Package chat is Parley's application core: the operations that the REST
+// API and the WebSocket gateway offer, with the contract's validation and
+// rate limits, on top of a parley.Store. Writes commit in the store, which
+// then publishes their events; typing and presence, which are not stored,
+// are published here. The service knows nothing of HTTP or sockets.
+package chat
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/parley-chat/parley"
+)
+
+// Service implements the chat operations. It is safe for concurrent use.
+type Service struct {
+	store  parley.Store
+	bus    parley.Publisher
+	limits Limits
+	log    *slog.Logger
+
+	sends    *rateLimiter
+	requests *rateLimiter
+	typing   *rateLimiter
+}
+
+// New returns a Service over store, publishing typing and presence on bus.
+func New(store parley.Store, bus parley.Publisher, limits Limits, log *slog.Logger) *Service {
+	limits = limits.withDefaults()
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{
+		store:    store,
+		bus:      bus,
+		limits:   limits,
+		log:      log,
+		sends:    newRateLimiter(limits.SendPerSecond, limits.SendBurst),
+		requests: newRateLimiter(limits.RequestPerSecond, limits.RequestBurst),
+		typing:   newRateLimiter(limits.TypingPerSecond, limits.TypingBurst),
+	}
+}
+
+// Limits returns the limits in force.
+func (s *Service) Limits() Limits { return s.limits }
+
+// User returns a user by id.
+func (s *Service) User(ctx context.Context, id string) (parley.User, error) {
+	if !validID(id) {
+		return parley.User{}, parley.Errorf(parley.CodeNotFound, "no such user")
+	}
+	return s.store.UserByID(ctx, id)
+}
+
+// SearchUsers returns at most 20 users whose username starts with prefix.
+func (s *Service) SearchUsers(ctx context.Context, callerID, prefix string) ([]parley.User, error) {
+	if err := s.requests.allow(callerID); err != nil {
+		return nil, err
+	}
+	prefix = strings.ToLower(strings.TrimSpace(prefix))
+	if prefix == "" {
+		return []parley.User{}, nil
+	}
+	if len(prefix) > 32 {
+		return []parley.User{}, nil
+	}
+	users, err := s.store.SearchUsers(ctx, prefix, 20)
+	if err != nil {
+		return nil, err
+	}
+	if users == nil {
+		users = []parley.User{}
+	}
+	return users, nil
+}
+
+// CreateConversation creates a direct conversation or a group with callerID
+// in it. An existing direct conversation of the pair comes back with
+// created false.
+func (s *Service) CreateConversation(ctx context.Context, callerID string, typ parley.ConversationType, title *string, memberIDs []string) (parley.Conversation, bool, error) {
+	if err := s.requests.allow(callerID); err != nil {
+		return parley.Conversation{}, false, err
+	}
+	for _, id := range memberIDs {
+		if !validID(id) {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "unknown user id %q", truncate(id, 64))
+		}
+	}
+	switch typ {
+	case parley.Direct:
+		if title != nil {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a direct conversation has no title")
+		}
+		if len(memberIDs) != 1 {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a direct conversation names exactly one other user")
+		}
+		if memberIDs[0] == callerID {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a direct conversation needs another user")
+		}
+	case parley.Group:
+		if title == nil {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a group needs a title")
+		}
+		t := strings.TrimSpace(*title)
+		if err := parley.ValidateTitle(t); err != nil {
+			return parley.Conversation{}, false, err
+		}
+		title = &t
+		if len(memberIDs)+1 > s.limits.MaxGroupMembers {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a group has at most %d members", s.limits.MaxGroupMembers)
+		}
+	default:
+		return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "type must be direct or group")
+	}
+	return s.store.CreateConversation(ctx, parley.NewConversation{Type: typ, Title: title, CreatorID: callerID, MemberIDs: memberIDs})
+}
+
+// Conversation returns one of callerID's conversations.
+func (s *Service) Conversation(ctx context.Context, callerID, id string) (parley.Conversation, error) {
+	if !validID(id) {
+		return parley.Conversation{}, notFound()
+	}
+	return s.store.Conversation(ctx, id, callerID)
+}
+
+// Conversations returns callerID's conversations, most recent activity first.
+func (s *Service) Conversations(ctx context.Context, callerID string) ([]parley.Conversation, error) {
+	convs, err := s.store.Conversations(ctx, callerID)
+	if err != nil {
+		return nil, err
+	}
+	if convs == nil {
+		convs = []parley.Conversation{}
+	}
+	return convs, nil
+}
+
+// MemberIDs returns the members of a conversation callerID belongs to.
+func (s *Service) MemberIDs(ctx context.Context, callerID, conversationID string) ([]string, error) {
+	if !validID(conversationID) {
+		return nil, notFound()
+	}
+	return s.store.MemberIDs(ctx, conversationID, callerID)
+}
+
+// AddMember adds userID to a group that callerID administers.
+func (s *Service) AddMember(ctx context.Context, callerID, conversationID, userID string) (parley.Conversation, error) {
+	if err := s.requests.allow(callerID); err != nil {
+		return parley.Conversation{}, err
+	}
+	if !validID(conversationID) {
+		return parley.Conversation{}, notFound()
+	}
+	if !validID(userID) {
+		return parley.Conversation{}, parley.Errorf(parley.CodeInvalidArgument, "unknown user id")
+	}
+	conv, err := s.store.Conversation(ctx, conversationID, callerID)
+	if err != nil {
+		return parley.Conversation{}, err
+	}
+	if _, already := conv.Member(userID); !already && len(conv.Members) >= s.limits.MaxGroupMembers {
+		return parley.Conversation{}, parley.Errorf(parley.CodeInvalidArgument, "a group has at most %d members", s.limits.MaxGroupMembers)
+	}
+	return s.store.AddMember(ctx, conversationID, callerID, userID)
+}
+
+// RemoveMember removes userID from a group: an admin removing someone, or a
+// user leaving.
+func (s *Service) RemoveMember(ctx context.Context, callerID, conversationID, userID string) error {
+	if err := s.requests.allow(callerID); err != nil {
+		return err
+	}
+	if !validID(conversationID) {
+		return notFound()
+	}
+	if !validID(userID) {
+		return parley.Errorf(parley.CodeNotFound, "no such member")
+	}
+	return s.store.RemoveMember(ctx, conversationID, callerID, userID)
+}
+
+// History returns a page of a conversation's history. limit 0 means the
+// default (50); above 200 it is clamped; negative is invalid.
+func (s *Service) History(ctx context.Context, callerID, conversationID string, q parley.HistoryQuery) ([]parley.Message, bool, error) {
+	if !validID(conversationID) {
+		return nil, false, notFound()
+	}
+	if q.AfterSeq < 0 || q.BeforeSeq < 0 {
+		return nil, false, parley.Errorf(parley.CodeInvalidArgument, "after_seq and before_seq must not be negative")
+	}
+	q.Limit = clampLimit(q.Limit)
+	msgs, more, err := s.store.Messages(ctx, conversationID, callerID, q)
+	if msgs == nil {
+		msgs = []parley.Message{}
+	}
+	return msgs, more, err
+}
+
+// SendParams is a message as a client sends it.
+type SendParams struct {
+	ConversationID  string
+	ClientMessageID string
+	Kind            parley.MessageKind
+	Text            string
+	// Origin is the sending session, which gets an ack instead of message.new.
+	Origin string
+}
+
+// Send validates and stores a message. A repeated client_message_id returns
+// the original with created false.
+func (s *Service) Send(ctx context.Context, senderID string, p SendParams) (parley.Message, bool, error) {
+	if err := s.sends.allow(senderID); err != nil {
+		return parley.Message{}, false, err
+	}
+	if p.ConversationID == "" {
+		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "conversation_id is required")
+	}
+	if n := utf8.RuneCountInString(p.ClientMessageID); n < 1 || n > 64 {
+		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "client_message_id must be 1 to 64 characters")
+	}
+	if !utf8.ValidString(p.ClientMessageID) {
+		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "client_message_id must be UTF-8")
+	}
+	if p.Kind == "" {
+		p.Kind = parley.KindText
+	}
+	switch p.Kind {
+	case parley.KindText:
+		if strings.TrimSpace(p.Text) == "" {
+			return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "a text message needs text")
+		}
+	case parley.KindImage, parley.KindVideo, parley.KindFile:
+		// Media are a later addition; until then these kinds carry only a text.
+	case parley.KindSystem:
+		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "clients may not send system messages")
+	default:
+		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "unknown kind %q", truncate(string(p.Kind), 32))
+	}
+	if len(p.Text) > s.limits.MaxTextBytes {
+		return parley.Message{}, false, parley.Errorf(parley.CodePayloadTooLarge, "text is larger than %d bytes", s.limits.MaxTextBytes)
+	}
+	if !utf8.ValidString(p.Text) {
+		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "text must be UTF-8")
+	}
+	if !validID(p.ConversationID) {
+		return parley.Message{}, false, notFound()
+	}
+	return s.store.SendMessage(ctx, parley.NewMessage{
+		ConversationID:  p.ConversationID,
+		SenderID:        senderID,
+		ClientMessageID: p.ClientMessageID,
+		Kind:            p.Kind,
+		Text:            p.Text,
+		Origin:          p.Origin,
+	})
+}
+
+// Receipt moves callerID's delivered or read watermark forward.
+func (s *Service) Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64) error {
+	if err := s.requests.allow(callerID); err != nil {
+		return err
+	}
+	if kind != parley.Delivered && kind != parley.Read {
+		return parley.Errorf(parley.CodeInvalidArgument, "kind must be delivered or read")
+	}
+	if seq < 0 {
+		return parley.Errorf(parley.CodeInvalidArgument, "seq must not be negative")
+	}
+	if !validID(conversationID) {
+		return notFound()
+	}
+	_, err := s.store.MarkReceipt(ctx, conversationID, callerID, kind, seq)
+	return err
+}
+
+// Typing publishes a typing change to the conversation's room. Typing in a
+// conversation the user is not in, or over the typing rate, is dropped
+// silently; only a malformed state is an error.
+func (s *Service) Typing(ctx context.Context, callerID, conversationID string, state parley.TypingState) error {
+	if state != parley.TypingStarted && state != parley.TypingStopped {
+		return parley.Errorf(parley.CodeInvalidArgument, "state must be started or stopped")
+	}
+	if s.typing.allow(callerID) != nil || !validID(conversationID) {
+		return nil
+	}
+	members, err := s.store.MemberIDs(ctx, conversationID, callerID)
+	if err != nil {
+		if parley.ErrorCode(err) == parley.CodeNotFound {
+			return nil
+		}
+		return err
+	}
+	return s.bus.Publish(ctx, &parley.Event{
+		Type:       parley.EventTyping,
+		Recipients: members,
+		Typing:     &parley.Typing{ConversationID: conversationID, UserID: callerID, State: state},
+	})
+}
+
+// Allow charges one general request to callerID's rate limit: for requests
+// (room joins, syncs) whose work is not done by this service.
+func (s *Service) Allow(callerID string) error { return s.requests.allow(callerID) }
+
+// SetPresence records a user going online or offline and publishes it.
+func (s *Service) SetPresence(ctx context.Context, userID string, status parley.PresenceStatus) error {
+	now := parley.Now()
+	if err := s.store.SetLastSeen(ctx, userID, now); err != nil {
+		return fmt.Errorf("set presence: %w", err)
+	}
+	return s.bus.Publish(ctx, &parley.Event{
+		Type:       parley.EventPresence,
+		Recipients: []string{userID},
+		Presence:   &parley.Presence{UserID: userID, Status: status, LastSeenAt: now},
+	})
+}
+
+// LastSeen returns when each of the users was last connected, if known.
+func (s *Service) LastSeen(ctx context.Context, userIDs []string) (map[string]parley.Time, error) {
+	return s.store.LastSeen(ctx, userIDs)
+}
+
+// RegisterDeviceToken registers a push token for callerID.
+func (s *Service) RegisterDeviceToken(ctx context.Context, callerID string, platform parley.Platform, token, environment string) (bool, error) {
+	if err := s.requests.allow(callerID); err != nil {
+		return false, err
+	}
+	switch platform {
+	case parley.PlatformIOS:
+		if environment != "sandbox" && environment != "production" {
+			return false, parley.Errorf(parley.CodeInvalidArgument, "environment must be sandbox or production")
+		}
+		if len(token) < 16 || len(token) > 200 || !isHex(token) {
+			return false, parley.Errorf(parley.CodeInvalidArgument, "an ios token is the APNs device token in hex")
+		}
+		token = strings.ToLower(token)
+	case parley.PlatformWeb:
+		environment = ""
+		if token == "" || len(token) > 4096 || !utf8.ValidString(token) {
+			return false, parley.Errorf(parley.CodeInvalidArgument, "a web token is the PushSubscription as a JSON string")
+		}
+	default:
+		return false, parley.Errorf(parley.CodeInvalidArgument, "platform must be ios or web")
+	}
+	return s.store.PutDeviceToken(ctx, parley.DeviceToken{
+		UserID: callerID, Platform: platform, Token: token, Environment: environment, CreatedAt: parley.Now(),
+	})
+}
+
+// DeleteDeviceToken deletes one of callerID's push tokens.
+func (s *Service) DeleteDeviceToken(ctx context.Context, callerID, token string) error {
+	if isHex(token) {
+		token = strings.ToLower(token)
+	}
+	return s.store.DeleteDeviceToken(ctx, callerID, token)
+}
+
+func clampLimit(limit int) int {
+	switch {
+	case limit == 0:
+		return 50
+	case limit > 200:
+		return 200
+	}
+	return limit
+}
+
+func notFound() error { return parley.Errorf(parley.CodeNotFound, "no such conversation") }
+
+// validID reports whether id looks like one of ours (a UUID), so that
+// garbage never reaches a query.
+func validID(id string) bool {
+	if len(id) != 36 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f', 'A' <= c && c <= 'F':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

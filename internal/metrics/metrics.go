@@ -1,0 +1,104 @@
+// Package metrics defines the Prometheus metrics of a Parley server in one
+// place, so that every component records into the same registry and
+// /metrics shows them together.
+package metrics
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics holds the server's collectors. Create it with New; the zero value
+// is not usable. All methods of the collectors are safe for concurrent use.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Connections is the number of open, authenticated WebSocket connections.
+	Connections prometheus.Gauge
+	// ConnectionsClosed counts closed connections by close code.
+	ConnectionsClosed *prometheus.CounterVec
+	// MessagesStored counts messages durably stored.
+	MessagesStored prometheus.Counter
+	// MessagesDelivered counts message.new frames queued to connections.
+	MessagesDelivered prometheus.Counter
+	// FramesSent counts frames queued to connections, by type.
+	FramesSent *prometheus.CounterVec
+	// FramesReceived counts frames received from clients, by type.
+	FramesReceived *prometheus.CounterVec
+	// SlowConsumers counts connections closed with 1013 for a full queue.
+	SlowConsumers prometheus.Counter
+	// RateLimited counts requests refused with rate_limited.
+	RateLimited prometheus.Counter
+	// StoreLatency observes store operations by operation name.
+	StoreLatency *prometheus.HistogramVec
+	// HTTPRequests counts REST requests by route pattern and status code.
+	HTTPRequests *prometheus.CounterVec
+}
+
+// New creates the metrics in a fresh registry, with the Go runtime and
+// process collectors. queueDepth, if not nil, is read at every scrape as the
+// fan-out queue depth.
+func New(queueDepth func() float64) *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		Connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_connections", Help: "Open authenticated WebSocket connections.",
+		}),
+		ConnectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_connections_closed_total", Help: "Closed WebSocket connections by close code.",
+		}, []string{"code"}),
+		MessagesStored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_messages_stored_total", Help: "Messages durably stored.",
+		}),
+		MessagesDelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_messages_delivered_total", Help: "message.new frames queued to connections.",
+		}),
+		FramesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_frames_sent_total", Help: "Frames queued to WebSocket connections, by type.",
+		}, []string{"type"}),
+		FramesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_frames_received_total", Help: "Frames received from WebSocket clients, by type.",
+		}, []string{"type"}),
+		SlowConsumers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_slow_consumers_total", Help: "Connections closed with 1013 because their send queue was full.",
+		}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_rate_limited_total", Help: "Requests refused with rate_limited.",
+		}),
+		StoreLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "parley_store_latency_seconds",
+			Help:    "Latency of store operations.",
+			Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"op"}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_http_requests_total", Help: "REST requests by route and status.",
+		}, []string{"route", "status"}),
+	}
+	r.MustRegister(
+		m.Connections, m.ConnectionsClosed, m.MessagesStored, m.MessagesDelivered,
+		m.FramesSent, m.FramesReceived, m.SlowConsumers, m.RateLimited, m.StoreLatency, m.HTTPRequests,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	if queueDepth != nil {
+		r.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "parley_fanout_queue_depth", Help: "Events waiting to be fanned out.",
+		}, queueDepth))
+	}
+	return m
+}
+
+// ObserveStore records the latency of one store operation.
+func (m *Metrics) ObserveStore(op string, d time.Duration) {
+	m.StoreLatency.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
