@@ -109,16 +109,20 @@ type NewMessage struct {
 	Origin string
 }
 
-// HistoryQuery selects a page of history; zero bounds are unset. Limit is
-// already validated and clamped by the caller.
+// HistoryQuery selects a page of history. AfterSeq is a bound only when
+// HasAfter is set (after_seq=0 means from the start); a zero BeforeSeq is no
+// bound. Limit is already validated and clamped by the caller.
 type HistoryQuery struct {
 	AfterSeq  int64
+	HasAfter  bool
 	BeforeSeq int64
 	Limit     int
 }
 
 // Publisher receives events after the write that caused them committed.
-// Publish may block for backpressure but must not fail for a full queue.
+// Publish may block for backpressure but must not fail for a full queue. A
+// store calls it from its writer, so Publish must never wait for a write of
+// that same store.
 type Publisher interface {
 	Publish(ctx context.Context, ev *Event) error
 }

@@ -77,11 +77,11 @@ func (s *Service) Sync(ctx context.Context, callerID string, req wire.Sync) (wir
 		}
 		q := parley.HistoryQuery{Limit: limit}
 		if last, ok := req.Conversations[c.ID]; ok {
-			q.AfterSeq = last
+			q.AfterSeq, q.HasAfter = last, true
 		}
 		var msgs []parley.Message
 		more := false
-		if !(q.AfterSeq > 0 && q.AfterSeq >= c.LastSeq) {
+		if !(q.HasAfter && q.AfterSeq >= c.LastSeq) {
 			msgs, more, err = s.store.Messages(ctx, c.ID, callerID, q)
 			if err != nil {
 				if parley.ErrorCode(err) == parley.CodeNotFound {
@@ -95,7 +95,7 @@ func (s *Service) Sync(ctx context.Context, callerID string, req wire.Sync) (wir
 			return withNext(res, c), nil
 		}
 		used += size
-		kept, n := fitMessages(msgs, q.AfterSeq == 0, syncBudget-used)
+		kept, n := fitMessages(msgs, !q.HasAfter, syncBudget-used)
 		used += n
 		if len(kept) < len(msgs) {
 			// Fewer messages for this conversation: has_more says so, and

@@ -1,0 +1,535 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/parley-chat/parley"
+)
+
+// The statements that read conversations. convCols are the columns
+// scanConversation reads: a conversation c with its last message m joined by
+// lastMessage.
+const (
+	convCols    = `c.id, c.type, c.title, c.last_seq, c.created_at, c.updated_at, ` + msgCols
+	lastMessage = `LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq`
+
+	// The unread count of the member row me (or o): the messages after its
+	// read_seq that others sent. Being a correlated subquery, it gives a
+	// list of conversations or members their counts in the same query.
+	unreadMe = `(SELECT COUNT(*) FROM messages x
+		WHERE x.conversation_id = me.conversation_id AND x.seq > me.read_seq AND x.sender_id <> me.user_id)`
+	unreadO = `(SELECT COUNT(*) FROM messages x
+		WHERE x.conversation_id = o.conversation_id AND x.seq > o.read_seq AND x.sender_id <> o.user_id)`
+
+	memberColsO = `o.user_id, o.role, o.joined_at, o.delivered_seq, o.read_seq`
+
+	// One conversation as the member me sees it; no row if not a member.
+	qConversationFor = `SELECT ` + convCols + `, me.read_seq, ` + unreadMe + `
+		FROM members me JOIN conversations c ON c.id = me.conversation_id ` + lastMessage + `
+		WHERE me.conversation_id = ? AND me.user_id = ?`
+	// All of a member's conversations, most recent activity first.
+	qConversationsFor = `SELECT ` + convCols + `, me.read_seq, ` + unreadMe + `
+		FROM members me JOIN conversations c ON c.id = me.conversation_id ` + lastMessage + `
+		WHERE me.user_id = ?
+		ORDER BY c.updated_at DESC, c.id DESC`
+	// The members of all of a member's conversations.
+	qMembersOfConversationsFor = `SELECT o.conversation_id, ` + memberColsO + `
+		FROM members me JOIN members o ON o.conversation_id = me.conversation_id
+		WHERE me.user_id = ?
+		ORDER BY o.conversation_id, o.joined_at, o.user_id`
+	// One conversation without caller-specific fields.
+	qConversation = `SELECT ` + convCols + ` FROM conversations c ` + lastMessage + ` WHERE c.id = ?`
+	// Its members, each with their own unread count.
+	qMembersWithUnread = `SELECT ` + memberColsO + `, ` + unreadO + `
+		FROM members o WHERE o.conversation_id = ?
+		ORDER BY o.joined_at, o.user_id`
+	qMembers = `SELECT ` + memberColsO + `
+		FROM members o WHERE o.conversation_id = ?
+		ORDER BY o.joined_at, o.user_id`
+	// The caller's role and the conversation's type; no row if the caller
+	// is not a member.
+	qRoleAndType = `SELECT c.type, me.role
+		FROM members me JOIN conversations c ON c.id = me.conversation_id
+		WHERE me.conversation_id = ? AND me.user_id = ?`
+	qMemberIDs = `SELECT user_id FROM members WHERE conversation_id = ? ORDER BY joined_at, user_id`
+)
+
+func scanMember(s scanner, extra ...any) (parley.Member, error) {
+	var m parley.Member
+	var joined int64
+	if err := s.Scan(append([]any{&m.UserID, &m.Role, &joined, &m.DeliveredSeq, &m.ReadSeq}, extra...)...); err != nil {
+		return parley.Member{}, err
+	}
+	m.JoinedAt = fromMillis(joined)
+	return m, nil
+}
+
+// scanConversation reads convCols, then extra.
+func scanConversation(s scanner, extra ...any) (parley.Conversation, error) {
+	var c parley.Conversation
+	var title sql.NullString
+	var created, updated int64
+	var last nullMessage
+	dest := append([]any{&c.ID, &c.Type, &title, &c.LastSeq, &created, &updated}, last.dest()...)
+	if err := s.Scan(append(dest, extra...)...); err != nil {
+		return parley.Conversation{}, err
+	}
+	if title.Valid {
+		c.Title = &title.String
+	}
+	c.CreatedAt, c.UpdatedAt = fromMillis(created), fromMillis(updated)
+	c.LastMessage = last.message()
+	c.Members = []parley.Member{}
+	return c, nil
+}
+
+func errConversationNotFound() error {
+	return parley.Errorf(parley.CodeNotFound, "conversation not found")
+}
+
+// conversationFor loads conversation id as callerID sees it: not_found if
+// callerID is not a member.
+func conversationFor(s *session, id, callerID string) (parley.Conversation, error) {
+	var readSeq, unread int64
+	c, err := scanConversation(s.queryRow(qConversationFor, id, callerID), &readSeq, &unread)
+	if errors.Is(err, sql.ErrNoRows) {
+		return parley.Conversation{}, errConversationNotFound()
+	}
+	if err != nil {
+		return parley.Conversation{}, fmt.Errorf("load conversation: %w", err)
+	}
+	c.ReadSeq, c.UnreadCount = readSeq, unread
+	rows, err := s.query(qMembers, id)
+	if err != nil {
+		return parley.Conversation{}, fmt.Errorf("load members: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		m, err := scanMember(rows)
+		if err != nil {
+			return parley.Conversation{}, fmt.Errorf("load members: %w", err)
+		}
+		c.Members = append(c.Members, m)
+	}
+	if err := rows.Err(); err != nil {
+		return parley.Conversation{}, fmt.Errorf("load members: %w", err)
+	}
+	return c, nil
+}
+
+// loadChange loads conversation id with every member's own view, for
+// conversation.updated; the conversation must exist.
+func loadChange(s *session, id string) (*parley.ConversationChange, error) {
+	c, err := scanConversation(s.queryRow(qConversation, id))
+	if err != nil {
+		return nil, fmt.Errorf("load conversation: %w", err)
+	}
+	views := make(map[string]parley.MemberView)
+	rows, err := s.query(qMembersWithUnread, id)
+	if err != nil {
+		return nil, fmt.Errorf("load members: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var unread int64
+		m, err := scanMember(rows, &unread)
+		if err != nil {
+			return nil, fmt.Errorf("load members: %w", err)
+		}
+		c.Members = append(c.Members, m)
+		views[m.UserID] = parley.MemberView{ReadSeq: m.ReadSeq, UnreadCount: unread}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load members: %w", err)
+	}
+	return &parley.ConversationChange{Conversation: c, Views: views}, nil
+}
+
+// publishChange publishes conversation.updated for change to its members
+// and to extra recipients (a user just removed), and returns the
+// conversation as viewer sees it. The returned value shares nothing with
+// the event, which must not change once published.
+func publishChange(w *writeTx, change *parley.ConversationChange, viewer string, extra ...string) parley.Conversation {
+	recipients := append(change.Conversation.MemberIDs(), extra...)
+	w.publish(&parley.Event{
+		Type:         parley.EventConversationUpdated,
+		Recipients:   recipients,
+		Conversation: change,
+	})
+	return cloneConversation(change.For(viewer))
+}
+
+// cloneConversation copies what c shares by reference.
+func cloneConversation(c parley.Conversation) parley.Conversation {
+	c.Members = slices.Clone(c.Members)
+	if c.Title != nil {
+		t := *c.Title
+		c.Title = &t
+	}
+	if c.LastMessage != nil {
+		m := *c.LastMessage
+		c.LastMessage = &m
+	}
+	return c
+}
+
+// directKey is the direct_key of the pair a, b: the same for both orders.
+func directKey(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	return a + " " + b
+}
+
+// CreateConversation creates a direct conversation or a group of
+// p.CreatorID and p.MemberIDs (duplicates and the creator among them are
+// ignored) and publishes conversation.updated to its members. A direct
+// conversation names exactly one other user and no title; if the pair
+// already has one, that one is returned with created false and nothing is
+// published. A group needs at least one other member; its creator is admin.
+// Unknown users are invalid_argument.
+func (db *DB) CreateConversation(ctx context.Context, p parley.NewConversation) (parley.Conversation, bool, error) {
+	if p.CreatorID == "" {
+		return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "creator is required")
+	}
+	others := make([]string, 0, len(p.MemberIDs))
+	for _, id := range p.MemberIDs {
+		if id != p.CreatorID && !slices.Contains(others, id) {
+			others = append(others, id)
+		}
+	}
+	creatorRole := parley.RoleAdmin
+	switch p.Type {
+	case parley.Direct:
+		if len(others) != 1 {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a direct conversation names exactly one other user")
+		}
+		if p.Title != nil {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a direct conversation has no title")
+		}
+		creatorRole = parley.RoleMember
+	case parley.Group:
+		if len(others) == 0 {
+			return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "a group needs at least one other member")
+		}
+	default:
+		return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "type must be direct or group")
+	}
+	everyone, err := jsonList(append([]string{p.CreatorID}, others...))
+	if err != nil {
+		return parley.Conversation{}, false, err
+	}
+	othersList, err := jsonList(others)
+	if err != nil {
+		return parley.Conversation{}, false, err
+	}
+
+	var conv parley.Conversation
+	var created bool
+	err = db.write(ctx, "create_conversation", func(w *writeTx) error {
+		var known int
+		if err := w.queryRow(`SELECT COUNT(*) FROM users WHERE id IN (SELECT value FROM json_each(?))`,
+			everyone).Scan(&known); err != nil {
+			return fmt.Errorf("create conversation: check users: %w", err)
+		}
+		if known != len(others)+1 {
+			return parley.Errorf(parley.CodeInvalidArgument, "unknown user id")
+		}
+
+		var key, title any // NULL unless set
+		if p.Title != nil {
+			title = *p.Title
+		}
+		if p.Type == parley.Direct {
+			k := directKey(p.CreatorID, others[0])
+			key = k
+			var existing string
+			err := w.queryRow(`SELECT id FROM conversations WHERE direct_key = ?`, k).Scan(&existing)
+			if err == nil {
+				conv, err = conversationFor(&w.session, existing, p.CreatorID)
+				if err != nil {
+					return fmt.Errorf("create conversation: %w", err)
+				}
+				return nil
+			}
+			if !errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("create conversation: find direct: %w", err)
+			}
+		}
+
+		id, err := newID()
+		if err != nil {
+			return fmt.Errorf("create conversation: %w", err)
+		}
+		now := millis(w.now)
+		if _, err := w.exec(`INSERT INTO conversations (id, type, title, direct_key, last_seq, created_at, updated_at)
+			VALUES (?, ?, ?, ?, 0, ?, ?)`, id, string(p.Type), title, key, now, now); err != nil {
+			return fmt.Errorf("create conversation: %w", err)
+		}
+		if _, err := w.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
+			id, p.CreatorID, string(creatorRole), now); err != nil {
+			return fmt.Errorf("create conversation: add creator: %w", err)
+		}
+		if _, err := w.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at)
+			SELECT ?, value, ?, ? FROM json_each(?)`, id, string(parley.RoleMember), now, othersList); err != nil {
+			return fmt.Errorf("create conversation: add members: %w", err)
+		}
+		change, err := loadChange(&w.session, id)
+		if err != nil {
+			return fmt.Errorf("create conversation: %w", err)
+		}
+		conv = publishChange(w, change, p.CreatorID)
+		created = true
+		return nil
+	})
+	if err != nil {
+		return parley.Conversation{}, false, err
+	}
+	return conv, created, nil
+}
+
+// Conversation returns conversation id as callerID sees it; not_found if
+// callerID is not a member.
+func (db *DB) Conversation(ctx context.Context, id, callerID string) (parley.Conversation, error) {
+	var c parley.Conversation
+	err := db.read(ctx, "conversation", true, func(s *session) error {
+		var err error
+		c, err = conversationFor(s, id, callerID)
+		return err
+	})
+	return c, err
+}
+
+// Conversations returns callerID's conversations as they see them, most
+// recent activity (updated_at) first. It reads in two queries however many
+// conversations there are.
+func (db *DB) Conversations(ctx context.Context, callerID string) ([]parley.Conversation, error) {
+	convs := []parley.Conversation{}
+	err := db.read(ctx, "conversations", true, func(s *session) error {
+		rows, err := s.query(qConversationsFor, callerID)
+		if err != nil {
+			return fmt.Errorf("conversations: %w", err)
+		}
+		defer rows.Close()
+		index := make(map[string]int)
+		for rows.Next() {
+			var readSeq, unread int64
+			c, err := scanConversation(rows, &readSeq, &unread)
+			if err != nil {
+				return fmt.Errorf("conversations: %w", err)
+			}
+			c.ReadSeq, c.UnreadCount = readSeq, unread
+			index[c.ID] = len(convs)
+			convs = append(convs, c)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("conversations: %w", err)
+		}
+		rows.Close()
+
+		mrows, err := s.query(qMembersOfConversationsFor, callerID)
+		if err != nil {
+			return fmt.Errorf("conversations: members: %w", err)
+		}
+		defer mrows.Close()
+		for mrows.Next() {
+			var convID string
+			var m parley.Member
+			var joined int64
+			if err := mrows.Scan(&convID, &m.UserID, &m.Role, &joined, &m.DeliveredSeq, &m.ReadSeq); err != nil {
+				return fmt.Errorf("conversations: members: %w", err)
+			}
+			m.JoinedAt = fromMillis(joined)
+			// Both queries read one snapshot, so every conversation is known.
+			if i, ok := index[convID]; ok {
+				convs[i].Members = append(convs[i].Members, m)
+			}
+		}
+		if err := mrows.Err(); err != nil {
+			return fmt.Errorf("conversations: members: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return convs, nil
+}
+
+// MemberIDs returns the members of a conversation callerID belongs to, in
+// joining order; not_found if callerID is not a member.
+func (db *DB) MemberIDs(ctx context.Context, conversationID, callerID string) ([]string, error) {
+	var ids []string
+	err := db.read(ctx, "member_ids", false, func(s *session) error {
+		var err error
+		ids, err = memberIDs(s, conversationID)
+		if err != nil {
+			return fmt.Errorf("member ids: %w", err)
+		}
+		if !slices.Contains(ids, callerID) {
+			return errConversationNotFound()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// memberIDs returns the member ids of a conversation, in joining order.
+func memberIDs(s *session, conversationID string) ([]string, error) {
+	rows, err := s.query(qMemberIDs, conversationID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// roleAndType returns actorID's role in a conversation and its type:
+// not_found if actorID is not a member.
+func roleAndType(s *session, conversationID, actorID string) (parley.Role, parley.ConversationType, error) {
+	var typ, role string
+	err := s.queryRow(qRoleAndType, conversationID, actorID).Scan(&typ, &role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", errConversationNotFound()
+	}
+	if err != nil {
+		return "", "", err
+	}
+	return parley.Role(role), parley.ConversationType(typ), nil
+}
+
+// AddMember adds userID to a group as a member, bumps updated_at and
+// publishes conversation.updated to all members, the new one included. Only
+// an admin may (forbidden), a direct conversation cannot change (forbidden),
+// an unknown user is invalid_argument, and a non-member actor gets
+// not_found. Adding a member again changes and publishes nothing. It returns
+// the conversation as actorID sees it.
+func (db *DB) AddMember(ctx context.Context, conversationID, actorID, userID string) (parley.Conversation, error) {
+	var conv parley.Conversation
+	err := db.write(ctx, "add_member", func(w *writeTx) error {
+		role, typ, err := roleAndType(&w.session, conversationID, actorID)
+		if err != nil {
+			return wrapInternal("add member", err)
+		}
+		if typ == parley.Direct {
+			return parley.Errorf(parley.CodeForbidden, "the members of a direct conversation cannot change")
+		}
+		if role != parley.RoleAdmin {
+			return parley.Errorf(parley.CodeForbidden, "only a group admin can add members")
+		}
+		var userKnown, already int
+		if err := w.queryRow(`SELECT
+			(SELECT COUNT(*) FROM users WHERE id = ?),
+			(SELECT COUNT(*) FROM members WHERE conversation_id = ? AND user_id = ?)`,
+			userID, conversationID, userID).Scan(&userKnown, &already); err != nil {
+			return fmt.Errorf("add member: %w", err)
+		}
+		if userKnown == 0 {
+			return parley.Errorf(parley.CodeInvalidArgument, "unknown user id")
+		}
+		if already > 0 {
+			conv, err = conversationFor(&w.session, conversationID, actorID)
+			return wrapInternal("add member", err)
+		}
+		now := millis(w.now)
+		if _, err := w.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
+			conversationID, userID, string(parley.RoleMember), now); err != nil {
+			return fmt.Errorf("add member: %w", err)
+		}
+		if _, err := w.exec(`UPDATE conversations SET updated_at = ? WHERE id = ?`, now, conversationID); err != nil {
+			return fmt.Errorf("add member: touch conversation: %w", err)
+		}
+		change, err := loadChange(&w.session, conversationID)
+		if err != nil {
+			return fmt.Errorf("add member: %w", err)
+		}
+		conv = publishChange(w, change, actorID)
+		return nil
+	})
+	if err != nil {
+		return parley.Conversation{}, err
+	}
+	return conv, nil
+}
+
+// RemoveMember removes userID from a group: an admin may remove anyone,
+// anyone may remove themselves (forbidden otherwise, and always in a direct
+// conversation). A non-member actor, or a target who is not a member, is
+// not_found. When no admin remains, the longest-standing member becomes
+// admin. It bumps updated_at and publishes conversation.updated to the
+// remaining members and to userID.
+func (db *DB) RemoveMember(ctx context.Context, conversationID, actorID, userID string) error {
+	return db.write(ctx, "remove_member", func(w *writeTx) error {
+		role, typ, err := roleAndType(&w.session, conversationID, actorID)
+		if err != nil {
+			return wrapInternal("remove member", err)
+		}
+		if typ == parley.Direct {
+			return parley.Errorf(parley.CodeForbidden, "the members of a direct conversation cannot change")
+		}
+		if actorID != userID && role != parley.RoleAdmin {
+			return parley.Errorf(parley.CodeForbidden, "only a group admin can remove others")
+		}
+		// The removed user's own view, for their copy of the event.
+		var readSeq, unread int64
+		err = w.queryRow(`SELECT me.read_seq, `+unreadMe+` FROM members me
+			WHERE me.conversation_id = ? AND me.user_id = ?`, conversationID, userID).Scan(&readSeq, &unread)
+		if errors.Is(err, sql.ErrNoRows) {
+			return parley.Errorf(parley.CodeNotFound, "user is not a member")
+		}
+		if err != nil {
+			return fmt.Errorf("remove member: %w", err)
+		}
+		if _, err := w.exec(`DELETE FROM members WHERE conversation_id = ? AND user_id = ?`, conversationID, userID); err != nil {
+			return fmt.Errorf("remove member: %w", err)
+		}
+		// A group keeps an admin while it has members: the longest-standing
+		// member takes over. With nobody left, nothing happens.
+		if _, err := w.exec(`UPDATE members SET role = 'admin'
+			WHERE conversation_id = ?
+			AND NOT EXISTS (SELECT 1 FROM members a WHERE a.conversation_id = ? AND a.role = 'admin')
+			AND user_id = (SELECT f.user_id FROM members f WHERE f.conversation_id = ?
+				ORDER BY f.joined_at, f.user_id LIMIT 1)`,
+			conversationID, conversationID, conversationID); err != nil {
+			return fmt.Errorf("remove member: promote admin: %w", err)
+		}
+		if _, err := w.exec(`UPDATE conversations SET updated_at = ? WHERE id = ?`, millis(w.now), conversationID); err != nil {
+			return fmt.Errorf("remove member: touch conversation: %w", err)
+		}
+		change, err := loadChange(&w.session, conversationID)
+		if err != nil {
+			return fmt.Errorf("remove member: %w", err)
+		}
+		change.Views[userID] = parley.MemberView{ReadSeq: readSeq, UnreadCount: unread}
+		publishChange(w, change, userID, userID)
+		return nil
+	})
+}
+
+// wrapInternal adds context to an internal error and passes a client error
+// (a *parley.Error) through unchanged, so callers can still match its type.
+func wrapInternal(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var pe *parley.Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}

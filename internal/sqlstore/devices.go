@@ -1,0 +1,61 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley"
+)
+
+// PutDeviceToken registers t.Token to t.UserID. created is false when the
+// caller already had it (its platform and environment are updated); a token
+// of another user moves to the caller, with created true.
+func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, error) {
+	if t.Platform != parley.PlatformIOS && t.Platform != parley.PlatformWeb {
+		return false, parley.Errorf(parley.CodeInvalidArgument, "platform must be ios or web")
+	}
+	if t.Token == "" || t.UserID == "" {
+		return false, parley.Errorf(parley.CodeInvalidArgument, "token and user are required")
+	}
+	var created bool
+	err := db.write(ctx, "put_device_token", func(w *writeTx) error {
+		var owner string
+		err := w.queryRow(`SELECT user_id FROM device_tokens WHERE token = ?`, t.Token).Scan(&owner)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = w.exec(`INSERT INTO device_tokens (token, user_id, platform, environment, created_at)
+				VALUES (?, ?, ?, ?, ?)`, t.Token, t.UserID, string(t.Platform), t.Environment, millis(w.now))
+			created = true
+		case err != nil:
+		case owner == t.UserID:
+			_, err = w.exec(`UPDATE device_tokens SET platform = ?, environment = ? WHERE token = ?`,
+				string(t.Platform), t.Environment, t.Token)
+		default:
+			// A device now signed in as someone else: it is theirs, new.
+			_, err = w.exec(`UPDATE device_tokens SET user_id = ?, platform = ?, environment = ?, created_at = ?
+				WHERE token = ?`, t.UserID, string(t.Platform), t.Environment, millis(w.now), t.Token)
+			created = true
+		}
+		if err != nil {
+			return fmt.Errorf("put device token: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return created, nil
+}
+
+// DeleteDeviceToken deletes userID's token; an unknown token, or another
+// user's, changes nothing.
+func (db *DB) DeleteDeviceToken(ctx context.Context, userID, token string) error {
+	return db.write(ctx, "delete_device_token", func(w *writeTx) error {
+		if _, err := w.exec(`DELETE FROM device_tokens WHERE token = ? AND user_id = ?`, token, userID); err != nil {
+			return fmt.Errorf("delete device token: %w", err)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,98 @@
+package sqlstore
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+
+	"github.com/google/uuid"
+
+	"github.com/parley-chat/parley"
+)
+
+// Times are stored as INTEGER Unix milliseconds in UTC, the precision of
+// parley.Time.
+
+func nowMillis() int64 { return parley.Now().UnixMilli() }
+
+func millis(t parley.Time) int64 { return t.UnixMilli() }
+
+func fromMillis(ms int64) parley.Time { return parley.TimeFromMillis(ms) }
+
+// newID returns a new UUID v7: time-ordered, so ids inserted together land
+// together in the indexes.
+func newID() (string, error) {
+	id, err := uuid.NewV7()
+	if err != nil {
+		return "", fmt.Errorf("new id: %w", err)
+	}
+	return id.String(), nil
+}
+
+// jsonList encodes ids as a JSON array, bound as one parameter and expanded
+// by json_each: statements with a list stay constant and cacheable. (The
+// PostgreSQL dialect binds an array and uses = ANY instead.)
+func jsonList(ids []string) (string, error) {
+	if ids == nil {
+		ids = []string{}
+	}
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return "", fmt.Errorf("encode id list: %w", err)
+	}
+	return string(b), nil
+}
+
+// userCols are the columns scanUser reads, from a table aliased u.
+const userCols = `u.id, u.username, u.display_name, u.created_at`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(s scanner, extra ...any) (parley.User, error) {
+	var u parley.User
+	var created int64
+	if err := s.Scan(append([]any{&u.ID, &u.Username, &u.DisplayName, &created}, extra...)...); err != nil {
+		return parley.User{}, err
+	}
+	u.CreatedAt = fromMillis(created)
+	return u, nil
+}
+
+// msgCols are the columns scanMessage reads, from a table aliased m.
+const msgCols = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_message_id, m.kind, m.text, m.created_at`
+
+func scanMessage(s scanner) (parley.Message, error) {
+	var m parley.Message
+	var created int64
+	if err := s.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.ClientMessageID, &m.Kind, &m.Text, &created); err != nil {
+		return parley.Message{}, err
+	}
+	m.CreatedAt = fromMillis(created)
+	return m, nil
+}
+
+// nullMessage receives the msgCols of a LEFT JOIN that may find nothing.
+type nullMessage struct {
+	id, conversationID, senderID, clientMessageID, kind, text sql.NullString
+	seq, createdAt                                            sql.NullInt64
+}
+
+func (n *nullMessage) dest() []any {
+	return []any{&n.id, &n.conversationID, &n.seq, &n.senderID, &n.clientMessageID, &n.kind, &n.text, &n.createdAt}
+}
+
+func (n *nullMessage) message() *parley.Message {
+	if !n.id.Valid {
+		return nil
+	}
+	return &parley.Message{
+		ID:              n.id.String,
+		ConversationID:  n.conversationID.String,
+		Seq:             n.seq.Int64,
+		SenderID:        n.senderID.String,
+		ClientMessageID: n.clientMessageID.String,
+		Kind:            parley.MessageKind(n.kind.String),
+		Text:            n.text.String,
+		CreatedAt:       fromMillis(n.createdAt.Int64),
+	}
+}

@@ -1,0 +1,147 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley"
+)
+
+// errBadRefresh is the one answer to every refresh token that cannot be
+// used, so that a client cannot tell unknown from revoked or reused.
+func errBadRefresh() error {
+	return parley.Errorf(parley.CodeUnauthenticated, "invalid refresh token")
+}
+
+// CreateSession starts the family first.FamilyID of first.UserID with first
+// as its only token.
+func (db *DB) CreateSession(ctx context.Context, first parley.RefreshToken) error {
+	if first.Hash == "" || first.FamilyID == "" || first.UserID == "" {
+		return parley.Errorf(parley.CodeInvalidArgument, "token hash, family and user are required")
+	}
+	return db.write(ctx, "create_session", func(w *writeTx) error {
+		if _, err := w.exec(`INSERT INTO session_families (id, user_id, created_at) VALUES (?, ?, ?)`,
+			first.FamilyID, first.UserID, millis(w.now)); err != nil {
+			return fmt.Errorf("create session: family: %w", err)
+		}
+		if _, err := w.exec(`INSERT INTO refresh_tokens (hash, family_id, user_id, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?)`,
+			first.Hash, first.FamilyID, first.UserID, millis(first.ExpiresAt), millis(w.now)); err != nil {
+			return fmt.Errorf("create session: token: %w", err)
+		}
+		return nil
+	})
+}
+
+// RotateRefreshToken exchanges the active token oldHash for next, which
+// joins the old token's family and user and is returned with them filled
+// in. Presenting a token that was already rotated is taken as theft: its
+// whole family is revoked (and that is committed) and EventSessionRevoked
+// published, and the answer is unauthenticated, as it is for an unknown,
+// expired or revoked token.
+func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parley.RefreshToken) (parley.RefreshToken, error) {
+	if next.Hash == "" {
+		return parley.RefreshToken{}, parley.Errorf(parley.CodeInvalidArgument, "next token hash is required")
+	}
+	var out parley.RefreshToken
+	// reply is the caller's answer when the write itself must commit: a
+	// reused token revokes the family and still answers unauthenticated.
+	var reply error
+	err := db.write(ctx, "rotate_refresh_token", func(w *writeTx) error {
+		var familyID, userID string
+		var expiresAt int64
+		var rotatedAt, revokedAt sql.NullInt64
+		err := w.queryRow(`SELECT t.family_id, t.user_id, t.expires_at, t.rotated_at, f.revoked_at
+			FROM refresh_tokens t JOIN session_families f ON f.id = t.family_id
+			WHERE t.hash = ?`, oldHash).Scan(&familyID, &userID, &expiresAt, &rotatedAt, &revokedAt)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			reply = errBadRefresh()
+			return nil
+		case err != nil:
+			return fmt.Errorf("rotate refresh token: %w", err)
+		case revokedAt.Valid:
+			reply = errBadRefresh()
+			return nil
+		case rotatedAt.Valid:
+			reply = errBadRefresh()
+			return revokeFamily(w, familyID, userID, "rotate refresh token")
+		case expiresAt <= millis(w.now):
+			reply = errBadRefresh()
+			return nil
+		}
+		if _, err := w.exec(`UPDATE refresh_tokens SET rotated_at = ? WHERE hash = ?`, millis(w.now), oldHash); err != nil {
+			return fmt.Errorf("rotate refresh token: mark rotated: %w", err)
+		}
+		if _, err := w.exec(`INSERT INTO refresh_tokens (hash, family_id, user_id, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?)`,
+			next.Hash, familyID, userID, millis(next.ExpiresAt), millis(w.now)); err != nil {
+			return fmt.Errorf("rotate refresh token: insert next: %w", err)
+		}
+		out = next
+		out.FamilyID, out.UserID = familyID, userID
+		return nil
+	})
+	if err != nil {
+		return parley.RefreshToken{}, err
+	}
+	if reply != nil {
+		return parley.RefreshToken{}, reply
+	}
+	return out, nil
+}
+
+// revokeFamily revokes a family and publishes EventSessionRevoked. The
+// family must not be revoked already.
+func revokeFamily(w *writeTx, familyID, userID, op string) error {
+	if _, err := w.exec(`UPDATE session_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
+		millis(w.now), familyID); err != nil {
+		return fmt.Errorf("%s: revoke family: %w", op, err)
+	}
+	w.publish(&parley.Event{
+		Type:       parley.EventSessionRevoked,
+		Recipients: []string{userID},
+		Session:    &parley.SessionRevoked{UserID: userID, FamilyID: familyID},
+	})
+	return nil
+}
+
+// RevokeSession revokes the family of the token whose hash is given (logout)
+// and publishes EventSessionRevoked. An unknown token, or one of a family
+// already revoked, changes nothing and publishes nothing.
+func (db *DB) RevokeSession(ctx context.Context, tokenHash string) error {
+	return db.write(ctx, "revoke_session", func(w *writeTx) error {
+		var familyID, userID string
+		var revokedAt sql.NullInt64
+		err := w.queryRow(`SELECT f.id, f.user_id, f.revoked_at
+			FROM refresh_tokens t JOIN session_families f ON f.id = t.family_id
+			WHERE t.hash = ?`, tokenHash).Scan(&familyID, &userID, &revokedAt)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && revokedAt.Valid) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("revoke session: %w", err)
+		}
+		return revokeFamily(w, familyID, userID, "revoke session")
+	})
+}
+
+// SessionActive reports whether the family exists and is not revoked.
+func (db *DB) SessionActive(ctx context.Context, familyID string) (bool, error) {
+	var active bool
+	err := db.read(ctx, "session_active", false, func(s *session) error {
+		var revokedAt sql.NullInt64
+		err := s.queryRow(`SELECT revoked_at FROM session_families WHERE id = ?`, familyID).Scan(&revokedAt)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("session active: %w", err)
+		}
+		active = !revokedAt.Valid
+		return nil
+	})
+	return active, err
+}
