@@ -192,6 +192,26 @@ type SyncConversation struct {
 	Removed      bool                `json:"removed,omitempty"`
 }
 
+// MarshalJSON encodes a removed conversation with its id alone: the server
+// no longer shows a former member anything else about it.
+func (s SyncConversation) MarshalJSON() ([]byte, error) {
+	if s.Removed {
+		type removed struct {
+			Conversation struct {
+				ID string `json:"id"`
+			} `json:"conversation"`
+			Messages []parley.Message `json:"messages"`
+			HasMore  bool             `json:"has_more"`
+			Removed  bool             `json:"removed"`
+		}
+		var r removed
+		r.Conversation.ID, r.Messages, r.Removed = s.Conversation.ID, []parley.Message{}, true
+		return json.Marshal(r)
+	}
+	type plain SyncConversation
+	return json.Marshal(plain(s))
+}
+
 // ConversationUpdated carries a conversation after a change.
 type ConversationUpdated struct {
 	Conversation parley.Conversation `json:"conversation"`

@@ -99,6 +99,7 @@ func TestGolden(t *testing.T) {
 		{"room_state", TypeOK, "j1", RoomState{Presence: []parley.Presence{{UserID: msg.SenderID, Status: parley.Offline}}, Typing: []string{}}},
 		{"conversation_updated", TypeConversationUpdated, "", ConversationUpdated{Conversation: conv}},
 		{"sync_result", TypeSyncResult, "s1", SyncResult{Conversations: []SyncConversation{{Conversation: conv, Messages: []parley.Message{msg}, HasMore: true}}}},
+		{"sync_result_removed", TypeSyncResult, "s2", SyncResult{Conversations: []SyncConversation{{Conversation: parley.Conversation{ID: conv.ID, Members: []parley.Member{}}, Removed: true}}}},
 		{"error_rate_limited", TypeError, "m2", ErrorFrom(parley.RateLimited(1500 * time.Millisecond))},
 		{"error_internal", TypeError, "", ErrorFrom(errors.New("disk on fire"))},
 		{"ok", TypeOK, "r1", nil},
