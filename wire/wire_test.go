@@ -151,12 +151,14 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		var anyPayload struct {
-			MessageSend
-			ReceiptSend
-			Sync
-		}
-		_ = DecodePayload(fr, &anyPayload)
+		var (
+			ms MessageSend
+			rs ReceiptSend
+			sy Sync
+		)
+		_ = DecodePayload(fr, &ms)
+		_ = DecodePayload(fr, &rs)
+		_ = DecodePayload(fr, &sy)
 		b, err := Encode(fr.Type, fr.ID, fr.Payload)
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)

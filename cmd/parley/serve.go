@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/server"
+)
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	d := chat.DefaultLimits()
+	var (
+		addr      = fs.String("addr", "127.0.0.1:8080", "listen address; port 0 picks a free one")
+		data      = fs.String("data", "./data", "folder for the database and keys")
+		origins   = fs.String("origins", "", "extra allowed WebSocket origins, comma separated")
+		accessTTL = fs.Duration("access-ttl", 0, "access-token lifetime (default 15m)")
+		heartbeat = fs.Duration("heartbeat", 0, "WebSocket ping interval (default 25s)")
+		maxFrame  = fs.Int64("max-frame-bytes", 64<<10, "largest client WebSocket message in bytes")
+		sendQueue = fs.Int("send-queue", 256, "frames queued per connection before it is closed with 1013")
+		shutdown  = fs.Duration("shutdown-timeout", 0, "bound on a graceful stop (default 10s)")
+		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
+		logFormat = fs.String("log-format", "text", "text or json")
+		lim       = d
+	)
+	fs.IntVar(&lim.MaxTextBytes, "max-text-bytes", d.MaxTextBytes, "largest message text in bytes")
+	fs.IntVar(&lim.SendBurst, "send-burst", d.SendBurst, "messages a user may send in a burst")
+	fs.Float64Var(&lim.SendPerSecond, "send-rate", d.SendPerSecond, "messages per second a user may send sustained")
+	fs.IntVar(&lim.RequestBurst, "request-burst", d.RequestBurst, "other requests a user may make in a burst")
+	fs.Float64Var(&lim.RequestPerSecond, "request-rate", d.RequestPerSecond, "other requests per second, sustained")
+	fs.IntVar(&lim.TypingBurst, "typing-burst", d.TypingBurst, "typing frames in a burst (excess dropped)")
+	fs.Float64Var(&lim.TypingPerSecond, "typing-rate", d.TypingPerSecond, "typing frames per second (excess dropped)")
+	fs.IntVar(&lim.MaxGroupMembers, "max-group-members", d.MaxGroupMembers, "largest group")
+	// Push settings are part of the contract's flag set; sending pushes is a
+	// later release, so they are accepted and reported, not used yet.
+	apnsKey := fs.String("apns-key-file", "", "APNs .p8 key file (push: later release)")
+	fs.String("apns-key-id", "", "APNs key id")
+	fs.String("apns-team-id", "", "Apple team id")
+	fs.String("apns-topic", "", "app bundle id")
+	fs.String("apns-url", "", "replaces both APNs hosts")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return usageError{err}
+	}
+	if *apnsKey == "" {
+		log.Info("no APNs key: iOS push notifications are off")
+	} else {
+		log.Warn("APNs push is not implemented in this release; the key is ignored")
+	}
+	var allowed []string
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			allowed = append(allowed, o)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Open(ctx, server.Config{
+		DataDir:         *data,
+		Origins:         allowed,
+		AccessTTL:       *accessTTL,
+		Heartbeat:       *heartbeat,
+		MaxFrameBytes:   *maxFrame,
+		SendQueue:       *sendQueue,
+		Limits:          lim,
+		ShutdownTimeout: *shutdown,
+		Logger:          log,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		srv.Close()
+		return fmt.Errorf("listen: %w", err)
+	}
+	return srv.Serve(ctx, ln)
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("log-format must be text or json")
+}
