@@ -1,0 +1,263 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/parley-chat/parley"
+)
+
+// errSignedOut answers calls that need a login when there is none.
+var errSignedOut = parley.Errorf(parley.CodeUnauthenticated, "not logged in")
+
+// refreshTimeout bounds a refresh call. The call does not follow its
+// caller's cancellation: once the server has rotated the refresh token,
+// the answer is the only copy of the new one, and dropping it would make
+// the next refresh a reuse, which revokes the whole login.
+const refreshTimeout = 30 * time.Second
+
+// tokens is the contract's Tokens object.
+type tokens struct {
+	User         parley.User `json:"user"`
+	AccessToken  string      `json:"access_token"`
+	RefreshToken string      `json:"refresh_token"`
+	TokenType    string      `json:"token_type"`
+	ExpiresIn    int64       `json:"expires_in"`
+}
+
+func (t tokens) credentials(issued time.Time) *credentials {
+	return &credentials{
+		User:         t.User,
+		AccessToken:  t.AccessToken,
+		RefreshToken: t.RefreshToken,
+		IssuedAt:     issued,
+		ExpiresAt:    issued.Add(time.Duration(t.ExpiresIn) * time.Second),
+	}
+}
+
+// Register creates an account, logs in as it, and starts connecting.
+// displayName may be empty. A taken username is conflict; an invalid one
+// or a password outside 8 to 1024 bytes is invalid_argument.
+func (c *Client) Register(ctx context.Context, username, password, displayName string) (parley.User, error) {
+	body := map[string]string{"username": username, "password": password}
+	if displayName != "" {
+		body["display_name"] = displayName
+	}
+	return c.authenticate(ctx, "/api/auth/register", body)
+}
+
+// Login logs in and starts connecting. Logging in as another user than
+// the profile held wipes the profile's local data first. A wrong password
+// or an unknown user is unauthenticated.
+func (c *Client) Login(ctx context.Context, username, password string) (parley.User, error) {
+	return c.authenticate(ctx, "/api/auth/login", map[string]string{"username": username, "password": password})
+}
+
+func (c *Client) authenticate(ctx context.Context, path string, body any) (parley.User, error) {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	issued := time.Now()
+	var t tokens
+	if err := c.call(ctx, http.MethodPost, path, nil, body, &t, false); err != nil {
+		return parley.User{}, err
+	}
+	cr := t.credentials(issued)
+	c.pause()
+	defer c.resume()
+	if err := c.store.setUser(context.WithoutCancel(ctx), cr.User); err != nil {
+		return parley.User{}, err
+	}
+	unlock, err := c.profile.lockProfile()
+	if err != nil {
+		return parley.User{}, err
+	}
+	defer unlock()
+	if err := c.profile.saveCredentials(cr); err != nil {
+		return parley.User{}, err
+	}
+	c.mu.Lock()
+	c.creds, c.disabled = cr, false
+	c.mu.Unlock()
+	return cr.User, nil
+}
+
+// Logout revokes this login on the server and deletes the profile's
+// credentials and local data, unsent messages included. The local part
+// happens even when the server cannot be reached; the error then says
+// that the server was not told.
+func (c *Client) Logout(ctx context.Context) error {
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	c.pause()
+	defer c.resume()
+	c.mu.Lock()
+	cr := c.creds
+	c.mu.Unlock()
+	var serverErr error
+	if cr != nil {
+		serverErr = c.call(ctx, http.MethodPost, "/api/auth/logout", nil,
+			map[string]string{"refresh_token": cr.RefreshToken}, nil, false)
+	}
+	unlock, err := c.profile.lockProfile()
+	if err != nil {
+		return err
+	}
+	err = c.profile.deleteCredentials()
+	unlock()
+	if err != nil {
+		return err
+	}
+	c.signOut(nil)
+	if err := c.store.wipe(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	if serverErr != nil {
+		return fmt.Errorf("logged out on this device, but the server was not told: %w", serverErr)
+	}
+	return nil
+}
+
+// pause stops the session, if any, and keeps the connection loop from
+// starting another until resume: the account under it is changing.
+func (c *Client) pause() {
+	c.mu.Lock()
+	c.paused = true
+	sess := c.sess
+	c.mu.Unlock()
+	if sess != nil {
+		sess.cancel(errRestart)
+	}
+	// Wait until the loop has let go of the session, so that none of its
+	// workers writes into the store while the account changes.
+	for {
+		c.mu.Lock()
+		gone := c.sess == nil
+		ch := c.changed
+		c.mu.Unlock()
+		if gone {
+			return
+		}
+		select {
+		case <-ch:
+		case <-c.ctx.Done():
+			return
+		}
+	}
+}
+
+func (c *Client) resume() {
+	c.mu.Lock()
+	c.paused = false
+	c.mu.Unlock()
+	c.wake()
+}
+
+// signOut forgets the login in memory: the connection loop stops.
+func (c *Client) signOut(reason error) {
+	c.mu.Lock()
+	c.creds = nil
+	sess := c.sess
+	c.mu.Unlock()
+	if sess != nil {
+		sess.cancel(errSignedOut)
+	}
+	c.setState(StateSignedOut, reason)
+}
+
+// freshCredentials returns the login with an access token that is not past
+// 80% of its lifetime, refreshing it if needed.
+func (c *Client) freshCredentials(ctx context.Context) (credentials, error) {
+	c.mu.Lock()
+	cr := c.creds
+	c.mu.Unlock()
+	if cr == nil {
+		return credentials{}, errSignedOut
+	}
+	if time.Now().Before(cr.renewAt()) {
+		return *cr, nil
+	}
+	return c.refresh(ctx, cr.AccessToken)
+}
+
+// accessToken returns a fresh access token.
+func (c *Client) accessToken(ctx context.Context) (string, error) {
+	cr, err := c.freshCredentials(ctx)
+	return cr.AccessToken, err
+}
+
+// refresh replaces the access token stale (one that is due or that the
+// server refused) and returns the new login. Refreshes happen one at a
+// time, in this process and across the processes sharing the profile,
+// and each starts by re-reading the credentials file: if another caller
+// or process already replaced stale, its tokens are used and no refresh
+// is made, because presenting a rotated refresh token revokes the login.
+//
+// A refresh token the server refuses (revoked, reused, expired) signs the
+// client out: the error is unauthenticated, and the application must log
+// in again.
+func (c *Client) refresh(ctx context.Context, stale string) (credentials, error) {
+	c.refreshMu.Lock()
+	defer c.refreshMu.Unlock()
+	c.mu.Lock()
+	cr := c.creds
+	c.mu.Unlock()
+	if cr == nil {
+		return credentials{}, errSignedOut
+	}
+	if cr.AccessToken != stale && time.Now().Before(cr.renewAt()) {
+		return *cr, nil // refreshed by another caller while we waited
+	}
+	unlock, err := c.profile.lockProfile()
+	if err != nil {
+		return credentials{}, err
+	}
+	defer unlock()
+	disk, err := c.profile.loadCredentials()
+	if err != nil {
+		return credentials{}, err
+	}
+	if disk == nil || disk.User.ID != cr.User.ID {
+		// Logged out, or into another account, by another process.
+		c.signOut(errSignedOut)
+		return credentials{}, errSignedOut
+	}
+	if disk.RefreshToken != cr.RefreshToken {
+		c.mu.Lock()
+		c.creds = disk
+		c.mu.Unlock()
+		if disk.AccessToken != stale && time.Now().Before(disk.renewAt()) {
+			return *disk, nil // another process refreshed
+		}
+	}
+
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer cancel()
+	issued := time.Now()
+	var t tokens
+	err = c.call(rctx, http.MethodPost, "/api/auth/refresh", nil, map[string]string{"refresh_token": disk.RefreshToken}, &t, false)
+	if err != nil {
+		if isUnauthenticated(err) {
+			c.log.Warn("parley: the login was revoked; log in again", "err", err)
+			if derr := c.profile.deleteCredentials(); derr != nil {
+				c.log.Error("parley: delete credentials", "err", derr)
+			}
+			c.signOut(err)
+		}
+		return credentials{}, fmt.Errorf("refresh: %w", err)
+	}
+	next := t.credentials(issued)
+	if err := c.profile.saveCredentials(next); err != nil {
+		// The new tokens are in memory: this process keeps working, and
+		// the next save may succeed. Another process will find the old
+		// refresh token on disk and be signed out.
+		c.log.Error("parley: save refreshed credentials", "err", err)
+	}
+	c.mu.Lock()
+	if c.creds != nil && c.creds.User.ID == next.User.ID {
+		c.creds = next
+	}
+	c.mu.Unlock()
+	return *next, nil
+}

@@ -1,0 +1,10 @@
+//go:build !unix
+
+package client
+
+// lockProfile does nothing where advisory file locks are not available:
+// there, only one process may use a profile at a time. Within a process,
+// refreshes are serialized by the client anyway.
+func (p *profile) lockProfile() (unlock func(), err error) {
+	return func() {}, nil
+}

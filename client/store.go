@@ -1,0 +1,888 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"reflect"
+	"time"
+
+	"github.com/ncruces/go-sqlite3/driver"
+
+	"github.com/parley-chat/parley"
+)
+
+// schema is the local database. It is created on first open; schemaVersion
+// in meta says which version a file holds.
+//
+// conversations keeps the server's object as JSON (data) next to the
+// client's own bookkeeping:
+//   - have_seq and floor_seq: every message with floor_seq <= seq <=
+//     have_seq is stored (the contiguous run); have_seq is what sync sends.
+//     Both are 0 while the client holds no run yet.
+//   - last_seq: the highest seq known to exist (server objects, messages).
+//   - base_*: read_seq, unread_count and last_seq of the last server object,
+//     the basis of the unread count when the local run does not reach back
+//     to the read watermark.
+//   - read_want: the read watermark the application set (MarkRead);
+//     srv_read and srv_delivered: this user's watermarks as the server has
+//     them. The receipt sender moves the server's up to the wanted ones.
+//   - stub: a conversation known only from a message; its object must be
+//     fetched.
+//
+// outbox holds messages not acknowledged yet, in send order (pos).
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (
+	key   TEXT PRIMARY KEY,
+	value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+	id            TEXT PRIMARY KEY,
+	data          TEXT NOT NULL,
+	updated_at    INTEGER NOT NULL DEFAULT 0,
+	last_seq      INTEGER NOT NULL DEFAULT 0,
+	have_seq      INTEGER NOT NULL DEFAULT 0,
+	floor_seq     INTEGER NOT NULL DEFAULT 0,
+	base_seq      INTEGER NOT NULL DEFAULT 0,
+	base_read     INTEGER NOT NULL DEFAULT 0,
+	base_unread   INTEGER NOT NULL DEFAULT 0,
+	read_want     INTEGER NOT NULL DEFAULT 0,
+	srv_read      INTEGER NOT NULL DEFAULT 0,
+	srv_delivered INTEGER NOT NULL DEFAULT 0,
+	stub          INTEGER NOT NULL DEFAULT 0,
+	removed       INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS messages (
+	id                TEXT PRIMARY KEY,
+	conversation_id   TEXT NOT NULL,
+	seq               INTEGER NOT NULL,
+	sender_id         TEXT NOT NULL,
+	client_message_id TEXT NOT NULL,
+	kind              TEXT NOT NULL,
+	text              TEXT NOT NULL,
+	created_at        TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS messages_by_seq ON messages (conversation_id, seq);
+CREATE TABLE IF NOT EXISTS outbox (
+	pos               INTEGER PRIMARY KEY AUTOINCREMENT,
+	client_message_id TEXT NOT NULL UNIQUE,
+	conversation_id   TEXT NOT NULL,
+	kind              TEXT NOT NULL,
+	text              TEXT NOT NULL,
+	created_at        TEXT NOT NULL,
+	state             TEXT NOT NULL,
+	error             TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS outbox_by_conversation ON outbox (conversation_id, pos);
+`
+
+const schemaVersion = "1"
+
+// Outbox states. A pending item is sent when connected; a failed one stays
+// until the application retries or discards it.
+const (
+	outboxPending = "pending"
+	outboxFailed  = "failed"
+)
+
+// store is the profile's SQLite database. It is safe for concurrent use:
+// database/sql serializes access to its single connection, and every
+// read-modify-write runs in one transaction.
+type store struct {
+	db *sql.DB
+}
+
+// openStore opens (creating if needed) the database at path.
+func openStore(ctx context.Context, path string) (*store, error) {
+	q := url.Values{}
+	// busy_timeout matters when another process (a CLI command next to the
+	// chat UI) holds the file; immediate transactions take the write lock
+	// up front, so that two writers never deadlock upgrading a read lock.
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	// FULL: a Send that returned survives a power loss, not only a crash.
+	q.Add("_pragma", "synchronous(FULL)")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", OmitHost: true, Path: path, RawQuery: q.Encode()}
+	db, err := driver.Open(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("open local database: %w", err)
+	}
+	// One connection: the client's load is small, and one connection never
+	// contends with itself.
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("create local schema: %w", err)
+	}
+	s := &store{db: db}
+	v, err := s.meta(ctx, "schema_version")
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	switch v {
+	case "":
+		if err := s.setMeta(ctx, "schema_version", schemaVersion); err != nil {
+			db.Close()
+			return nil, err
+		}
+	case schemaVersion:
+	default:
+		db.Close()
+		return nil, fmt.Errorf("local database has schema version %s, this client knows %s", v, schemaVersion)
+	}
+	return s, nil
+}
+
+func (s *store) close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close local database: %w", err)
+	}
+	return nil
+}
+
+// tx runs fn in a transaction and commits it if fn returns nil.
+func (s *store) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback() // the error that matters is fn's
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func (s *store) meta(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func (s *store) setMeta(ctx context.Context, key, value string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", key, err)
+	}
+	return nil
+}
+
+// setUser records whose data the database holds. A different user than
+// the one recorded wipes everything first: one profile holds one account.
+func (s *store) setUser(ctx context.Context, u parley.User) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var old string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'user_id'`).Scan(&old)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read user: %w", err)
+		}
+		if old != "" && old != u.ID {
+			if err := wipeTx(ctx, tx); err != nil {
+				return err
+			}
+		}
+		b, err := json.Marshal(u)
+		if err != nil {
+			return fmt.Errorf("encode user: %w", err)
+		}
+		for k, v := range map[string]string{"user_id": u.ID, "user": string(b)} {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES (?, ?)
+				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, k, v); err != nil {
+				return fmt.Errorf("write user: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// wipe deletes all account data: conversations, messages, the outbox and
+// the recorded user.
+func (s *store) wipe(ctx context.Context) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return wipeTx(ctx, tx) })
+}
+
+func wipeTx(ctx context.Context, tx *sql.Tx) error {
+	for _, q := range []string{
+		`DELETE FROM messages`,
+		`DELETE FROM outbox`,
+		`DELETE FROM conversations`,
+		`DELETE FROM meta WHERE key IN ('user_id', 'user')`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("wipe local data: %w", err)
+		}
+	}
+	return nil
+}
+
+// convRow is a conversation's row.
+type convRow struct {
+	ID                              string
+	Data                            parley.Conversation
+	UpdatedAt                       int64
+	LastSeq, HaveSeq, FloorSeq      int64
+	BaseSeq, BaseRead, BaseUnread   int64
+	ReadWant, SrvRead, SrvDelivered int64
+	Stub, Removed                   bool
+	exists                          bool
+}
+
+const convColumns = `id, data, updated_at, last_seq, have_seq, floor_seq, base_seq, base_read,
+	base_unread, read_want, srv_read, srv_delivered, stub, removed`
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+func scanConv(r rowScanner) (convRow, error) {
+	var (
+		c    convRow
+		data string
+	)
+	err := r.Scan(&c.ID, &data, &c.UpdatedAt, &c.LastSeq, &c.HaveSeq, &c.FloorSeq, &c.BaseSeq,
+		&c.BaseRead, &c.BaseUnread, &c.ReadWant, &c.SrvRead, &c.SrvDelivered, &c.Stub, &c.Removed)
+	if err != nil {
+		return c, err
+	}
+	if err := json.Unmarshal([]byte(data), &c.Data); err != nil {
+		return c, fmt.Errorf("decode conversation %s: %w", c.ID, err)
+	}
+	c.exists = true
+	return c, nil
+}
+
+// queryer is what *sql.DB and *sql.Tx share.
+type queryer interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// loadConv reads a conversation's row; a missing one has exists false and
+// its id set.
+func loadConv(ctx context.Context, q queryer, id string) (convRow, error) {
+	c, err := scanConv(q.QueryRowContext(ctx, `SELECT `+convColumns+` FROM conversations WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return convRow{ID: id, Data: parley.Conversation{ID: id}}, nil
+	}
+	if err != nil {
+		return convRow{}, fmt.Errorf("read conversation %s: %w", id, err)
+	}
+	return c, nil
+}
+
+// saveConv writes a conversation's row.
+func saveConv(ctx context.Context, q queryer, c convRow) error {
+	data, err := json.Marshal(c.Data)
+	if err != nil {
+		return fmt.Errorf("encode conversation %s: %w", c.ID, err)
+	}
+	_, err = q.ExecContext(ctx, `INSERT INTO conversations (`+convColumns+`)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at,
+			last_seq = excluded.last_seq, have_seq = excluded.have_seq, floor_seq = excluded.floor_seq,
+			base_seq = excluded.base_seq, base_read = excluded.base_read, base_unread = excluded.base_unread,
+			read_want = excluded.read_want, srv_read = excluded.srv_read,
+			srv_delivered = excluded.srv_delivered, stub = excluded.stub, removed = excluded.removed`,
+		c.ID, string(data), c.UpdatedAt, c.LastSeq, c.HaveSeq, c.FloorSeq, c.BaseSeq, c.BaseRead,
+		c.BaseUnread, c.ReadWant, c.SrvRead, c.SrvDelivered, c.Stub, c.Removed)
+	if err != nil {
+		return fmt.Errorf("write conversation %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// mergeConv folds a server object into row: the object replaces the
+// stored one, except that watermarks never move back (a live receipt may
+// be newer than an object computed a moment before it).
+func mergeConv(row *convRow, conv parley.Conversation, me string) {
+	old := map[string]parley.Member{}
+	for _, m := range row.Data.Members {
+		old[m.UserID] = m
+	}
+	members := make([]parley.Member, len(conv.Members))
+	for i, m := range conv.Members {
+		if o, ok := old[m.UserID]; ok {
+			m.DeliveredSeq = max(m.DeliveredSeq, o.DeliveredSeq)
+			m.ReadSeq = max(m.ReadSeq, o.ReadSeq)
+		}
+		members[i] = m
+		if m.UserID == me {
+			row.SrvDelivered = max(row.SrvDelivered, m.DeliveredSeq)
+			row.SrvRead = max(row.SrvRead, m.ReadSeq)
+		}
+	}
+	conv.Members = members
+	row.Data = conv
+	row.UpdatedAt = max(row.UpdatedAt, conv.UpdatedAt.UnixMilli())
+	row.LastSeq = max(row.LastSeq, conv.LastSeq)
+	if conv.LastSeq >= row.BaseSeq {
+		row.BaseSeq, row.BaseRead, row.BaseUnread = conv.LastSeq, conv.ReadSeq, conv.UnreadCount
+	}
+	row.SrvRead = max(row.SrvRead, conv.ReadSeq)
+	row.Stub, row.Removed = false, false
+	row.exists = true
+}
+
+// upsertConversation stores a server object. A conversation the caller is
+// no longer a member of is stored as removed. changed says whether the row
+// is different from before.
+func (s *store) upsertConversation(ctx context.Context, conv parley.Conversation, me string) (row convRow, changed bool, err error) {
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		row, err = loadConv(ctx, tx, conv.ID)
+		if err != nil {
+			return err
+		}
+		before := row
+		mergeConv(&row, conv, me)
+		if _, member := conv.Member(me); !member {
+			row.Removed = true
+		}
+		changed = !sameRow(before, row)
+		if !changed {
+			return nil
+		}
+		return saveConv(ctx, tx, row)
+	})
+	return row, changed, err
+}
+
+// sameRow reports whether two rows hold the same state.
+func sameRow(a, b convRow) bool {
+	if !a.exists || !b.exists {
+		return a.exists == b.exists
+	}
+	ad, err1 := json.Marshal(a.Data)
+	bd, err2 := json.Marshal(b.Data)
+	if err1 != nil || err2 != nil || string(ad) != string(bd) {
+		return false
+	}
+	a.Data, b.Data = parley.Conversation{}, parley.Conversation{}
+	return reflect.DeepEqual(a, b)
+}
+
+// markRemoved records that the user is no longer a member. It reports
+// whether anything changed.
+func (s *store) markRemoved(ctx context.Context, id string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE conversations SET removed = 1 WHERE id = ? AND removed = 0`, id)
+	if err != nil {
+		return false, fmt.Errorf("mark %s removed: %w", id, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// conv returns a conversation's row.
+func (s *store) conv(ctx context.Context, id string) (convRow, error) {
+	return loadConv(ctx, s.db, id)
+}
+
+// convs returns the rows of every conversation, latest activity first.
+func (s *store) convs(ctx context.Context) ([]convRow, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY updated_at DESC, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	defer rows.Close()
+	var out []convRow
+	for rows.Next() {
+		c, err := scanConv(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list conversations: %w", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list conversations: %w", err)
+	}
+	return out, nil
+}
+
+// unread counts the messages of others after readSeq in the local store.
+func (s *store) countUnread(ctx context.Context, convID, me string, after int64) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM messages
+		WHERE conversation_id = ? AND seq > ? AND sender_id <> ?`, convID, after, me).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count unread in %s: %w", convID, err)
+	}
+	return n, nil
+}
+
+// applied is what storing a batch of server messages changed.
+type applied struct {
+	// Added are messages stored for the first time that were not in the
+	// outbox; Confirmed are the user's own that replaced an outbox item.
+	Added, Confirmed []parley.Message
+	// Gap says that a message beyond the contiguous run is stored, or a
+	// stub conversation needs its object: the gap filler must run.
+	Gap bool
+	// NewConversation says the conversation was unknown and is now a stub.
+	NewConversation bool
+	Row             convRow
+}
+
+// applyMessages stores messages of one conversation from the server,
+// dropping ids it already has, reconciling the user's own with their
+// outbox items (by client_message_id: they then live in messages only),
+// and moving the contiguous run. newest says the batch is the newest page
+// of a conversation new to this client (sync of an unlisted one, or history
+// without bounds), which starts a run when there is none.
+func (s *store) applyMessages(ctx context.Context, convID, me string, msgs []parley.Message, newest bool) (applied, error) {
+	var res applied
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res = applied{}
+		row, err := loadConv(ctx, tx, convID)
+		if err != nil {
+			return err
+		}
+		if !row.exists {
+			row.Stub, row.exists = true, true
+			res.NewConversation = true
+		}
+		var minSeq, maxSeq int64
+		for i, m := range msgs {
+			if m.ConversationID != convID || m.Seq <= 0 || m.ID == "" {
+				return fmt.Errorf("message %q does not belong to conversation %s", m.ID, convID)
+			}
+			r, err := tx.ExecContext(ctx, `INSERT INTO messages
+				(id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+				m.ID, m.ConversationID, m.Seq, m.SenderID, m.ClientMessageID, string(m.Kind), m.Text, m.CreatedAt.String())
+			if err != nil {
+				return fmt.Errorf("store message %s: %w", m.ID, err)
+			}
+			if i == 0 || m.Seq < minSeq {
+				minSeq = m.Seq
+			}
+			maxSeq = max(maxSeq, m.Seq)
+			row.UpdatedAt = max(row.UpdatedAt, m.CreatedAt.UnixMilli())
+			if n, _ := r.RowsAffected(); n == 0 {
+				continue // a duplicate: at least once on the wire, once here
+			}
+			confirmed := false
+			if m.SenderID == me && m.ClientMessageID != "" {
+				r, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE client_message_id = ? AND conversation_id = ?`,
+					m.ClientMessageID, convID)
+				if err != nil {
+					return fmt.Errorf("reconcile outbox: %w", err)
+				}
+				n, _ := r.RowsAffected()
+				confirmed = n > 0
+			}
+			if confirmed {
+				res.Confirmed = append(res.Confirmed, m)
+			} else {
+				res.Added = append(res.Added, m)
+			}
+		}
+		row.LastSeq = max(row.LastSeq, maxSeq)
+		if newest && row.HaveSeq == 0 && len(msgs) > 0 {
+			// A page from the server has no holes.
+			row.FloorSeq, row.HaveSeq = minSeq, maxSeq
+		}
+		if err := extendRun(ctx, tx, &row); err != nil {
+			return err
+		}
+		var beyond int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM messages WHERE conversation_id = ?`,
+			convID).Scan(&beyond); err != nil {
+			return fmt.Errorf("read last seq of %s: %w", convID, err)
+		}
+		res.Gap = row.Stub || beyond > row.HaveSeq
+		res.Row = row
+		return saveConv(ctx, tx, row)
+	})
+	return res, err
+}
+
+// extendRun moves the contiguous run over the stored messages next to it:
+// have_seq up, floor_seq down. With no run yet, a stored seq 1 starts one.
+func extendRun(ctx context.Context, tx *sql.Tx, row *convRow) error {
+	if row.HaveSeq == 0 {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM messages WHERE conversation_id = ? AND seq = 1`, row.ID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read run of %s: %w", row.ID, err)
+		}
+		row.FloorSeq, row.HaveSeq = 1, 1
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT seq FROM messages WHERE conversation_id = ? AND seq > ? ORDER BY seq`,
+		row.ID, row.HaveSeq)
+	if err != nil {
+		return fmt.Errorf("read run of %s: %w", row.ID, err)
+	}
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			rows.Close()
+			return fmt.Errorf("read run of %s: %w", row.ID, err)
+		}
+		if seq != row.HaveSeq+1 {
+			break
+		}
+		row.HaveSeq = seq
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read run of %s: %w", row.ID, err)
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT seq FROM messages WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC`,
+		row.ID, row.FloorSeq)
+	if err != nil {
+		return fmt.Errorf("read run of %s: %w", row.ID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var seq int64
+		if err := rows.Scan(&seq); err != nil {
+			return fmt.Errorf("read run of %s: %w", row.ID, err)
+		}
+		if seq != row.FloorSeq-1 {
+			break
+		}
+		row.FloorSeq = seq
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read run of %s: %w", row.ID, err)
+	}
+	return nil
+}
+
+// applyReceipt moves a member's watermark in the stored object. It reports
+// whether anything moved.
+func (s *store) applyReceipt(ctx context.Context, r parley.Receipt, me string) (bool, error) {
+	moved := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		row, err := loadConv(ctx, tx, r.ConversationID)
+		if err != nil || !row.exists {
+			return err
+		}
+		for i := range row.Data.Members {
+			m := &row.Data.Members[i]
+			if m.UserID != r.UserID {
+				continue
+			}
+			switch r.Kind {
+			case parley.Read:
+				if r.Seq > m.ReadSeq {
+					m.ReadSeq, moved = r.Seq, true
+				}
+				fallthrough // read moves delivered too
+			case parley.Delivered:
+				if r.Seq > m.DeliveredSeq {
+					m.DeliveredSeq, moved = r.Seq, true
+				}
+			}
+		}
+		if r.UserID == me {
+			if r.Kind == parley.Read && r.Seq > row.SrvRead {
+				row.SrvRead, moved = r.Seq, true
+			}
+			if r.Seq > row.SrvDelivered {
+				row.SrvDelivered, moved = r.Seq, true
+			}
+		}
+		if !moved {
+			return nil
+		}
+		return saveConv(ctx, tx, row)
+	})
+	return moved, err
+}
+
+// setReadWant moves the application's read watermark forward, clamped to
+// the last seq known. It reports whether it moved.
+func (s *store) setReadWant(ctx context.Context, convID string, seq int64) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE conversations SET read_want = MIN(?, last_seq)
+		WHERE id = ? AND read_want < MIN(?, last_seq)`, seq, convID, seq)
+	if err != nil {
+		return false, fmt.Errorf("mark %s read: %w", convID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// receiptTask is a watermark of this user that the server lags behind.
+type receiptTask struct {
+	ConversationID string
+	Kind           parley.ReceiptKind
+	Seq            int64
+}
+
+// receiptTasks lists the receipts to send: read where the application's
+// read watermark is ahead of the server's, delivered where a message of
+// another member in the contiguous run is beyond the server's delivered
+// watermark (own messages alone need no delivered receipt).
+func (s *store) receiptTasks(ctx context.Context, me string) ([]receiptTask, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, read_want, srv_read, srv_delivered,
+		COALESCE((SELECT seq FROM messages m
+			WHERE m.conversation_id = c.id AND m.seq <= c.have_seq AND m.sender_id <> ?
+			ORDER BY m.seq DESC LIMIT 1), 0)
+		FROM conversations c WHERE removed = 0 AND stub = 0`, me)
+	if err != nil {
+		return nil, fmt.Errorf("list receipts: %w", err)
+	}
+	defer rows.Close()
+	var out []receiptTask
+	for rows.Next() {
+		var (
+			id                                 string
+			readWant, srvRead, srvDel, delWant int64
+		)
+		if err := rows.Scan(&id, &readWant, &srvRead, &srvDel, &delWant); err != nil {
+			return nil, fmt.Errorf("list receipts: %w", err)
+		}
+		if readWant > srvRead {
+			out = append(out, receiptTask{ConversationID: id, Kind: parley.Read, Seq: readWant})
+			srvDel = max(srvDel, readWant)
+		}
+		if delWant > srvDel {
+			out = append(out, receiptTask{ConversationID: id, Kind: parley.Delivered, Seq: delWant})
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list receipts: %w", err)
+	}
+	return out, nil
+}
+
+// serverMarked records that the server acknowledged this user's receipt.
+func (s *store) serverMarked(ctx context.Context, t receiptTask, me string) error {
+	_, err := s.applyReceipt(ctx, parley.Receipt{ConversationID: t.ConversationID, UserID: me, Kind: t.Kind, Seq: t.Seq}, me)
+	return err
+}
+
+// syncState returns the contiguous last seq of every conversation that has
+// a run (what sync sends), and the ids of all conversations not removed.
+func (s *store) syncState(ctx context.Context) (have map[string]int64, known []string, err error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, have_seq FROM conversations WHERE removed = 0`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read sync state: %w", err)
+	}
+	defer rows.Close()
+	have = map[string]int64{}
+	for rows.Next() {
+		var (
+			id  string
+			seq int64
+		)
+		if err := rows.Scan(&id, &seq); err != nil {
+			return nil, nil, fmt.Errorf("read sync state: %w", err)
+		}
+		known = append(known, id)
+		// A conversation without a run is not listed: sync then returns
+		// its newest messages, which starts one. (Listed with 0, the
+		// has_more of the answer would be ambiguous.)
+		if seq > 0 {
+			have[id] = seq
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read sync state: %w", err)
+	}
+	return have, known, nil
+}
+
+// scanMessage reads a messages row.
+func scanMessage(r rowScanner) (parley.Message, error) {
+	var (
+		m       parley.Message
+		kind    string
+		created string
+	)
+	if err := r.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.ClientMessageID, &kind, &m.Text, &created); err != nil {
+		return m, err
+	}
+	m.Kind = parley.MessageKind(kind)
+	if t, err := time.Parse(time.RFC3339Nano, created); err == nil {
+		m.CreatedAt = parley.NewTime(t)
+	}
+	return m, nil
+}
+
+const messageColumns = `id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at`
+
+// messages returns up to limit stored messages below beforeSeq (0: no
+// bound), the newest ones, ascending by seq.
+func (s *store) messages(ctx context.Context, convID string, beforeSeq int64, limit int) ([]parley.Message, error) {
+	if beforeSeq <= 0 {
+		beforeSeq = 1<<63 - 1
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
+		WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`, convID, beforeSeq, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read messages of %s: %w", convID, err)
+	}
+	defer rows.Close()
+	var out []parley.Message
+	for rows.Next() {
+		m, err := scanMessage(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read messages of %s: %w", convID, err)
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read messages of %s: %w", convID, err)
+	}
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out, nil
+}
+
+// messageByClientID returns the stored message the user sent with a
+// client_message_id, if the server has acknowledged it.
+func (s *store) messageByClientID(ctx context.Context, cmid, me string) (parley.Message, bool, error) {
+	m, err := scanMessage(s.db.QueryRowContext(ctx, `SELECT `+messageColumns+` FROM messages
+		WHERE client_message_id = ? AND sender_id = ?`, cmid, me))
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, false, nil
+	}
+	if err != nil {
+		return m, false, fmt.Errorf("read message %s: %w", cmid, err)
+	}
+	return m, true, nil
+}
+
+// outboxItem is a message not acknowledged yet.
+type outboxItem struct {
+	Pos             int64
+	ClientMessageID string
+	ConversationID  string
+	Kind            parley.MessageKind
+	Text            string
+	CreatedAt       parley.Time
+	State           string
+	Error           string
+}
+
+const outboxColumns = `pos, client_message_id, conversation_id, kind, text, created_at, state, error`
+
+func scanOutbox(r rowScanner) (outboxItem, error) {
+	var (
+		it            outboxItem
+		kind, created string
+	)
+	if err := r.Scan(&it.Pos, &it.ClientMessageID, &it.ConversationID, &kind, &it.Text, &created, &it.State, &it.Error); err != nil {
+		return it, err
+	}
+	it.Kind = parley.MessageKind(kind)
+	if t, err := time.Parse(time.RFC3339Nano, created); err == nil {
+		it.CreatedAt = parley.NewTime(t)
+	}
+	return it, nil
+}
+
+// enqueue adds a pending item to the outbox. It returns once the item is
+// committed to disk.
+func (s *store) enqueue(ctx context.Context, it outboxItem) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO outbox
+		(client_message_id, conversation_id, kind, text, created_at, state) VALUES (?, ?, ?, ?, ?, ?)`,
+		it.ClientMessageID, it.ConversationID, string(it.Kind), it.Text, it.CreatedAt.String(), outboxPending)
+	if err != nil {
+		return fmt.Errorf("queue message: %w", err)
+	}
+	return nil
+}
+
+// outboxItem returns one outbox item.
+func (s *store) outboxItem(ctx context.Context, cmid string) (outboxItem, bool, error) {
+	it, err := scanOutbox(s.db.QueryRowContext(ctx, `SELECT `+outboxColumns+` FROM outbox WHERE client_message_id = ?`, cmid))
+	if errors.Is(err, sql.ErrNoRows) {
+		return it, false, nil
+	}
+	if err != nil {
+		return it, false, fmt.Errorf("read outbox item %s: %w", cmid, err)
+	}
+	return it, true, nil
+}
+
+// outbox returns the outbox items of one conversation ("" for all), in
+// send order.
+func (s *store) outbox(ctx context.Context, convID string) ([]outboxItem, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+		WHERE ? = '' OR conversation_id = ? ORDER BY pos`, convID, convID)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []outboxItem
+	for rows.Next() {
+		it, err := scanOutbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// pendingHeads returns the first pending item of every conversation, in
+// send order: the next message each conversation may send. A failed item
+// does not hold back the ones after it.
+func (s *store) pendingHeads(ctx context.Context) ([]outboxItem, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+		WHERE pos IN (SELECT MIN(pos) FROM outbox WHERE state = ? GROUP BY conversation_id) ORDER BY pos`, outboxPending)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []outboxItem
+	for rows.Next() {
+		it, err := scanOutbox(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return out, nil
+}
+
+// setOutboxState marks an item pending or failed with a reason. It reports
+// whether the item still exists.
+func (s *store) setOutboxState(ctx context.Context, cmid, state, reason string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET state = ?, error = ? WHERE client_message_id = ?`, state, reason, cmid)
+	if err != nil {
+		return false, fmt.Errorf("update outbox item %s: %w", cmid, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// deleteOutbox removes an item. It reports whether it existed.
+func (s *store) deleteOutbox(ctx context.Context, cmid string) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM outbox WHERE client_message_id = ?`, cmid)
+	if err != nil {
+		return false, fmt.Errorf("delete outbox item %s: %w", cmid, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
