@@ -185,6 +185,10 @@ func TestAuthenticateRejectsForgedAndExpiredTokens(t *testing.T) {
 	noExp.ExpiresAt = nil
 	expired := claims
 	expired.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Minute))
+	// Expired is expired from the moment it expires: no leeway.
+	justExpired := claims
+	justExpired.IssuedAt = jwt.NewNumericDate(time.Now().Add(-time.Minute))
+	justExpired.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-time.Second))
 	revoked := claims
 	revoked.ID = "00000000-0000-7000-8000-000000000000"
 	tests := map[string]string{
@@ -193,6 +197,7 @@ func TestAuthenticateRejectsForgedAndExpiredTokens(t *testing.T) {
 		"other key":      sign(jwt.SigningMethodEdDSA, otherKey, claims),
 		"no expiry":      sign(jwt.SigningMethodEdDSA, key, noExp),
 		"expired":        sign(jwt.SigningMethodEdDSA, key, expired),
+		"just expired":   sign(jwt.SigningMethodEdDSA, key, justExpired),
 		"unknown family": sign(jwt.SigningMethodEdDSA, key, revoked),
 		"garbage":        "not.a.jwt",
 		"empty":          "",

@@ -1,10 +1,12 @@
 package chat
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -49,6 +51,10 @@ func (s *Service) Sync(ctx context.Context, callerID string, req wire.Sync) (wir
 	if err != nil {
 		return wire.SyncResult{}, fmt.Errorf("sync: %w", err)
 	}
+	// The cursor is a position in this order, so it is fixed here rather
+	// than left to the store, which promises most recent first but no
+	// order among conversations of the same updated_at.
+	slices.SortStableFunc(convs, activityOrder)
 
 	res := wire.SyncResult{Conversations: []wire.SyncConversation{}}
 	used := 0
@@ -143,6 +149,17 @@ func withNext(res wire.SyncResult, next parley.Conversation) wire.SyncResult {
 	return res
 }
 
+// activityOrder is the order of a sync: most recent activity (updated_at)
+// first, and among conversations of the same updated_at, greater id first.
+// Every page of a sync must use it, or a cursor between two conversations
+// of the same updated_at would skip some of them.
+func activityOrder(a, b parley.Conversation) int {
+	if c := cmp.Compare(b.UpdatedAt.UnixMilli(), a.UpdatedAt.UnixMilli()); c != 0 {
+		return c
+	}
+	return strings.Compare(b.ID, a.ID)
+}
+
 // syncCursor is a position in the most-recent-first conversation order.
 type syncCursor struct {
 	updatedAt int64
@@ -150,8 +167,7 @@ type syncCursor struct {
 	inclusive bool
 }
 
-// before reports whether c comes at or after the cursor in the order
-// (updated_at descending, then id ascending).
+// before reports whether c comes at or after the cursor in activityOrder.
 func (cur syncCursor) before(c parley.Conversation) bool {
 	u := c.UpdatedAt.UnixMilli()
 	switch {
@@ -162,9 +178,7 @@ func (cur syncCursor) before(c parley.Conversation) bool {
 	case c.ID == cur.id:
 		return cur.inclusive
 	default:
-		// The store orders ties by id; an approximate tie order only risks
-		// sending a conversation twice, which clients tolerate.
-		return c.ID > cur.id
+		return c.ID < cur.id
 	}
 }
 
