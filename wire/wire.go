@@ -47,6 +47,10 @@ type Frame struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
+// MaxIDLen bounds a frame's id, which every reply echoes: an unbounded id
+// could push a reply past the 1 MiB frame limit.
+const MaxIDLen = 128
+
 // ErrMalformed is returned by Decode for input that is not a frame.
 var ErrMalformed = errors.New("malformed frame")
 
@@ -63,6 +67,9 @@ func Decode(data []byte) (Frame, error) {
 	}
 	if f.Type == "" {
 		return Frame{}, fmt.Errorf("%w: missing type", ErrMalformed)
+	}
+	if len(f.ID) > MaxIDLen {
+		return Frame{}, fmt.Errorf("%w: id longer than %d bytes", ErrMalformed, MaxIDLen)
 	}
 	if len(f.Payload) > 0 && f.Payload[0] != '{' && string(f.Payload) != "null" {
 		return Frame{}, fmt.Errorf("%w: payload must be an object", ErrMalformed)
@@ -98,11 +105,15 @@ func Encode(typ, id string, payload any) ([]byte, error) {
 		ID      string `json:"id,omitempty"`
 		Payload any    `json:"payload,omitempty"`
 	}
-	b, err := json.Marshal(frame{Type: typ, ID: id, Payload: payload})
-	if err != nil {
+	// No HTML escaping: frames are never embedded in HTML, and escaping
+	// makes a text of <, > and & six times longer on the wire.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(frame{Type: typ, ID: id, Payload: payload}); err != nil {
 		return nil, fmt.Errorf("encode %s frame: %w", typ, err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // Client-to-server payloads.

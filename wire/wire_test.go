@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ func TestDecode(t *testing.T) {
 		{name: "payload not object", in: `{"type":"auth","payload":"x"}`, wantErr: true},
 		{name: "trailing data", in: `{"type":"auth"}{"type":"auth"}`, wantErr: true},
 		{name: "truncated", in: `{"type":"auth"`, wantErr: true},
+		{name: "id too long", in: `{"type":"auth","id":"` + strings.Repeat("x", MaxIDLen+1) + `"}`, wantErr: true},
+		{name: "id at the limit", in: `{"type":"auth","id":"` + strings.Repeat("x", MaxIDLen) + `"}`, typ: "auth", id: strings.Repeat("x", MaxIDLen)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,9 +22,11 @@ func (db *DB) CreateUser(ctx context.Context, u parley.User, passwordHash string
 		if created.IsZero() {
 			created = w.now
 		}
-		res, err := w.exec(`INSERT INTO users (id, username, display_name, password_hash, created_at)
-			VALUES (?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING`,
-			u.ID, u.Username, u.DisplayName, passwordHash, millis(created))
+		res, err := w.exec(`INSERT INTO users (id, username, display_name, password_hash, created_at, last_seen_at)
+			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING`,
+			// A user who never connected was last seen registering, so that
+			// presence always carries a time that clients can decode.
+			u.ID, u.Username, u.DisplayName, passwordHash, millis(created), millis(created))
 		if err != nil {
 			return fmt.Errorf("create user: %w", err)
 		}
