@@ -5,6 +5,7 @@
 package push
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -37,7 +38,7 @@ type Alert struct {
 // attempt should be repeated later, and any other error when the push must
 // be dropped. Implementations are safe for concurrent use.
 type Sender interface {
-	Send(t parley.DeviceToken, a Alert) error
+	Send(ctx context.Context, t parley.DeviceToken, a Alert) error
 }
 
 // ErrTokenGone says that the device token is no longer valid (APNs 410 or
