@@ -23,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/internal/localbus"
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/sqlstore"
+	"github.com/parley-chat/parley/web"
 )
 
 // Config is a node's configuration. Zero values take the defaults.
@@ -122,20 +123,26 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		Logger:  log,
 		Metrics: s.metrics,
 	})
+	app := web.Handler()
 	// Not a ServeMux: its path cleaning would answer unclean paths with an
 	// HTML redirect before the API's own problem+json handling sees them.
+	// The web app gets "/" and its own files only, so every other path
+	// (unknown ones included) is still the API's to answer.
 	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ws" {
+		switch {
+		case r.URL.Path == "/ws":
 			s.gateway.ServeHTTP(w, r)
-			return
+		case web.Serves(r.URL.Path):
+			app.ServeHTTP(w, r)
+		default:
+			api.ServeHTTP(w, r)
 		}
-		api.ServeHTTP(w, r)
 	})
 	return s, nil
 }
 
 // Handler serves the node's HTTP surface: /api, /ws, /healthz, /readyz,
-// /metrics.
+// /metrics, and the browser client at / (package web).
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve accepts connections on ln until ctx ends, then stops gracefully:

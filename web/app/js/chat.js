@@ -1,0 +1,785 @@
+// Chat holds the signed-in user's state and speaks the protocol: the
+// conversation list, the loaded message history of each opened
+// conversation, the outbox, receipts, typing and presence. The UI reads it
+// and calls its methods; it says 'change' when something moved.
+//
+// The rules it follows are those of docs/protocol.md, section 16: an outbox
+// keyed by client_message_id (resent with the same id after a reconnect or
+// a reload), dedupe by message id, gap detection by seq, sync after every
+// hello; and section 14 for receipts (delivered on receive, read when seen).
+
+import { Api, logout } from './api.js';
+import { Connection } from './socket.js';
+import * as outbox from './outbox.js';
+import { ApiError, Emitter, uuid, utf8Length } from './util.js';
+import { Unauthenticated } from './session.js';
+
+const PAGE = 50;
+const TYPING_SHOW_MS = 6000; // a `started` keeps the indicator this long
+const TYPING_REPEAT_MS = 3000; // send `started` at most this often
+const TYPING_IDLE_MS = 5000; // send `stopped` after this long without input
+const ROOMS_JOINED = 30; // conversations joined for presence and typing
+export const MAX_TEXT_BYTES = 16384;
+const PERMANENT = new Set(['invalid_argument', 'payload_too_large', 'not_found', 'forbidden']);
+
+export class Chat extends Emitter {
+  constructor(session) {
+    super();
+    this.session = session;
+    this.api = new Api(session);
+    this.conn = new Connection(session);
+    this.me = session.user;
+    /** @type {Map<string, any>} id -> Conversation */
+    this.conversations = new Map();
+    this.users = new Map([[this.me.id, this.me]]);
+    /** convId -> {bySeq: Map, ids: Set, low, high, hasOlder, loadingOlder, filling, error} */
+    this.loaded = new Map();
+    this.pending = []; // this user's outbox entries, oldest first
+    this.presence = new Map(); // userId -> {status, last_seen_at}
+    this.typing = new Map(); // convId -> Map(userId -> expiry ms)
+    this.openId = null;
+    this.listState = 'loading'; // loading | ready | error
+    this.wantOpen = null; // a conversation to open once the list is there
+    this.epoch = 0;
+    this.inflight = new Set();
+    this.settled = new Set();
+    this.joined = new Set();
+    this.readSent = new Map();
+    this.deliveredQueue = new Map();
+    this.deliveredTimer = 0;
+    this.usersWanted = new Set();
+    this.usersTimer = 0;
+    this.refetchTimers = new Map();
+    this.myTyping = { convId: null, last: 0, idle: 0 };
+    this.offs = [];
+    this.changeQueued = false;
+  }
+
+  // ---- lifecycle ----
+
+  async start() {
+    this.offs.push(
+      this.conn.on('state', (s) => {
+        if (s !== 'online') {
+          this.inflight.clear();
+          this.joined.clear();
+          // Presence and typing are live facts: unknown while disconnected.
+          this.presence.clear();
+          this.typing.clear();
+        }
+        this.changed();
+      }),
+      this.conn.on('hello', () => this.#onHello()),
+      this.conn.on('frame', (f) => this.#onFrame(f)),
+      this.conn.on('signedout', (e) => this.emit('signedout', e)),
+      outbox.onChange(() => this.#reloadOutbox()),
+    );
+    this.listReady = this.#loadList();
+    await this.#reloadOutbox();
+    this.conn.start();
+  }
+
+  stop() {
+    for (const off of this.offs.splice(0)) off();
+    this.conn.stop();
+    clearTimeout(this.deliveredTimer);
+    clearTimeout(this.usersTimer);
+    clearTimeout(this.myTyping.idle);
+    for (const t of this.refetchTimers.values()) clearTimeout(t);
+  }
+
+  /** signOut ends this login (only this one) and forgets its outbox. */
+  async signOut() {
+    const s = this.session.load();
+    this.stop();
+    await outbox.clear(this.me.id).catch(() => {});
+    this.session.clear();
+    if (s) await logout(s.refresh_token).catch(() => {});
+  }
+
+  changed() {
+    if (this.changeQueued) return;
+    this.changeQueued = true;
+    queueMicrotask(() => {
+      this.changeQueued = false;
+      this.emit('change');
+    });
+  }
+
+  get connState() {
+    return this.conn.state;
+  }
+
+  // ---- reading state ----
+
+  /** sortedConversations: most recent activity first. */
+  sortedConversations() {
+    return [...this.conversations.values()].sort((a, b) =>
+      (b.updated_at || '').localeCompare(a.updated_at || '') || a.id.localeCompare(b.id));
+  }
+
+  other(c) {
+    return c.members?.find((m) => m.user_id !== this.me.id) || null;
+  }
+
+  nameOf(userId) {
+    if (userId === this.me.id) return this.me.display_name || this.me.username;
+    const u = this.users.get(userId);
+    return u ? u.display_name || u.username : '…';
+  }
+
+  titleOf(c) {
+    if (!c) return '';
+    if (c.type === 'group') return c.title || 'Group';
+    const o = this.other(c);
+    return o ? this.nameOf(o.user_id) : 'Only you';
+  }
+
+  isAdmin(c) {
+    return c?.members?.some((m) => m.user_id === this.me.id && m.role === 'admin');
+  }
+
+  /** statusOf an own stored message: sent, delivered or read. */
+  statusOf(c, m) {
+    const others = (c?.members || []).filter((x) => x.user_id !== this.me.id);
+    if (!others.length) return 'sent';
+    if (others.every((x) => x.read_seq >= m.seq)) return 'read';
+    if (others.every((x) => Math.max(x.delivered_seq, x.read_seq) >= m.seq)) return 'delivered';
+    return 'sent';
+  }
+
+  /** messagesOf: stored messages by seq, then this user's pending ones. */
+  messagesOf(cid) {
+    const L = this.loaded.get(cid);
+    const stored = L ? [...L.bySeq.values()].sort((a, b) => a.seq - b.seq) : [];
+    const pending = this.pending.filter((e) => e.conversation_id === cid);
+    return { stored, pending, state: L };
+  }
+
+  pendingOf(cid) {
+    return this.pending.filter((e) => e.conversation_id === cid);
+  }
+
+  /** typists: who is typing in a conversation now (not this user). */
+  typists(cid) {
+    const m = this.typing.get(cid);
+    if (!m) return [];
+    const now = Date.now();
+    return [...m].filter(([uid, exp]) => exp > now && uid !== this.me.id).map(([uid]) => uid);
+  }
+
+  totalUnread() {
+    let n = 0;
+    for (const c of this.conversations.values()) n += c.unread_count || 0;
+    return n;
+  }
+
+  // ---- conversations ----
+
+  async #loadList() {
+    try {
+      const r = await this.api.conversations();
+      for (const c of r.conversations || []) this.#upsert(c);
+      this.listState = 'ready';
+    } catch (e) {
+      if (e instanceof Unauthenticated) this.emit('signedout', e);
+      // Offline at start: the sync after the first hello fills the list.
+      this.listState = this.conversations.size ? 'ready' : 'error';
+    }
+    this.#openWanted();
+    this.changed();
+  }
+
+  #openWanted() {
+    const id = this.wantOpen;
+    if (!id) return;
+    this.wantOpen = null;
+    if (this.conversations.has(id)) this.open(id);
+    else if (this.listState === 'ready') this.emit('closed', id);
+    else this.wantOpen = id; // offline at start: the first sync decides
+  }
+
+  #upsert(c) {
+    if (!c?.id) return null;
+    const old = this.conversations.get(c.id);
+    if (old) {
+      // Watermarks only move forward: keep what a newer frame told us.
+      const marks = new Map((old.members || []).map((m) => [m.user_id, m]));
+      for (const m of c.members || []) {
+        const o = marks.get(m.user_id);
+        if (o) {
+          m.delivered_seq = Math.max(m.delivered_seq || 0, o.delivered_seq || 0);
+          m.read_seq = Math.max(m.read_seq || 0, o.read_seq || 0);
+        }
+      }
+      if ((old.last_seq || 0) > (c.last_seq || 0)) {
+        c.last_seq = old.last_seq;
+        c.last_message = old.last_message;
+        c.unread_count = old.unread_count;
+        if ((old.updated_at || '') > (c.updated_at || '')) c.updated_at = old.updated_at;
+      }
+      c.read_seq = Math.max(c.read_seq || 0, old.read_seq || 0);
+      if (c.read_seq >= (c.last_seq || 0)) c.unread_count = 0;
+    }
+    if (!(c.members || []).some((m) => m.user_id === this.me.id)) {
+      this.#remove(c.id);
+      return null;
+    }
+    this.conversations.set(c.id, c);
+    this.#wantUsers(c.members.map((m) => m.user_id));
+    const L = this.loaded.get(c.id);
+    if (L && c.last_seq > L.high) this.#fill(c.id);
+    this.changed();
+    return c;
+  }
+
+  #remove(id) {
+    const had = this.conversations.delete(id);
+    this.loaded.delete(id);
+    this.typing.delete(id);
+    if (this.openId === id) {
+      this.openId = null;
+      if (had) this.emit('notice', 'You are no longer a member of that conversation.');
+      this.emit('closed', id);
+    }
+    this.changed();
+  }
+
+  #refetch(id, delay = 300) {
+    if (this.refetchTimers.has(id)) return;
+    this.refetchTimers.set(id, setTimeout(async () => {
+      this.refetchTimers.delete(id);
+      try {
+        this.#upsert(await this.api.conversation(id));
+      } catch (e) {
+        if (e.code === 'not_found') this.#remove(id);
+      }
+    }, delay));
+  }
+
+  #wantUsers(ids) {
+    for (const id of ids) if (!this.users.has(id)) this.usersWanted.add(id);
+    if (!this.usersWanted.size || this.usersTimer) return;
+    this.usersTimer = setTimeout(async () => {
+      this.usersTimer = 0;
+      const ids = [...this.usersWanted].slice(0, 50);
+      await Promise.all(ids.map(async (id) => {
+        try {
+          this.users.set(id, await this.api.user(id));
+          this.usersWanted.delete(id);
+        } catch (e) {
+          if (e.code === 'not_found') {
+            this.users.set(id, { id, username: 'deleted', display_name: 'Deleted account' });
+            this.usersWanted.delete(id);
+          }
+        }
+      }));
+      this.changed();
+      if (this.usersWanted.size) setTimeout(() => this.#wantUsers([]), 3000);
+    }, 0);
+  }
+
+  // ---- opening and history ----
+
+  open(cid) {
+    if (cid && !this.conversations.has(cid)) {
+      if (this.listState === 'ready') return false;
+      // Reopened from the URL before the list arrived: open it then.
+      this.wantOpen = cid;
+      return true;
+    }
+    this.wantOpen = null;
+    if (this.openId && this.openId !== cid) this.stopTyping(this.openId);
+    this.openId = cid || null;
+    if (cid) {
+      if (!this.loaded.has(cid)) this.#loadInitial(cid);
+      this.#join(cid);
+    }
+    this.changed();
+    return true;
+  }
+
+  async #loadInitial(cid) {
+    const L = { bySeq: new Map(), ids: new Set(), low: 1, high: 0, hasOlder: false, loading: true, loadingOlder: false, filling: false, error: null };
+    this.loaded.set(cid, L);
+    this.changed();
+    try {
+      const r = await this.api.history(cid, { limit: PAGE });
+      const msgs = r.messages || [];
+      for (const m of msgs) this.#store(L, m);
+      const c = this.conversations.get(cid);
+      L.low = msgs.length ? msgs[0].seq : (c?.last_seq || 0) + 1;
+      L.high = msgs.length ? msgs[msgs.length - 1].seq : L.low - 1;
+      this.#recountHigh(L);
+      L.hasOlder = !!r.has_more;
+      L.loading = false;
+      if (c && c.last_seq > L.high) this.#fill(cid);
+      if (c) this.#recountUnread(c);
+    } catch (e) {
+      L.loading = false;
+      L.error = e.message;
+      if (this.loaded.get(cid) === L) this.loaded.delete(cid);
+      if (e.code === 'not_found') this.#remove(cid);
+      else this.emit('notice', `Could not load the messages: ${e.message}`);
+    }
+    this.changed();
+  }
+
+  /** loadOlder fetches the page before the oldest loaded message. */
+  async loadOlder(cid) {
+    const L = this.loaded.get(cid);
+    if (!L || L.loading || L.loadingOlder || !L.hasOlder) return;
+    L.loadingOlder = true;
+    this.changed();
+    try {
+      const r = await this.api.history(cid, { before: L.low, limit: PAGE });
+      for (const m of r.messages || []) this.#store(L, m);
+      if (r.messages?.length) L.low = Math.min(L.low, r.messages[0].seq);
+      L.hasOlder = !!r.has_more;
+    } catch (e) {
+      this.emit('notice', `Could not load older messages: ${e.message}`);
+    } finally {
+      L.loadingOlder = false;
+      this.changed();
+    }
+  }
+
+  /** fill fetches what is missing between the loaded top and last_seq. */
+  async #fill(cid) {
+    const L = this.loaded.get(cid);
+    if (!L || L.loading || L.filling) return;
+    L.filling = true;
+    try {
+      for (let i = 0; i < 50; i++) {
+        const c = this.conversations.get(cid);
+        if (!c || c.last_seq <= L.high) break;
+        const r = await this.api.history(cid, { after: L.high, limit: 200 });
+        const msgs = r.messages || [];
+        for (const m of msgs) this.#addMessage(m, false);
+        this.#recountHigh(L);
+        if (!msgs.length || !r.has_more) break;
+      }
+    } catch {
+      // Retried on the next hello or message.
+    } finally {
+      L.filling = false;
+      this.changed();
+    }
+  }
+
+  #store(L, m) {
+    if (L.ids.has(m.id) || L.bySeq.has(m.seq)) return false;
+    L.bySeq.set(m.seq, m);
+    L.ids.add(m.id);
+    return true;
+  }
+
+  #recountHigh(L) {
+    while (L.bySeq.has(L.high + 1)) L.high++;
+  }
+
+  // ---- frames ----
+
+  async #onHello() {
+    const epoch = ++this.epoch;
+    await this.listReady?.catch(() => {});
+    if (epoch !== this.epoch || this.conn.state !== 'online') return;
+    try {
+      await this.#sync(epoch);
+    } catch (e) {
+      if (e.code === 'rate_limited') {
+        setTimeout(() => { if (epoch === this.epoch) this.#onHello(); }, e.retryAfterMs || 1000);
+        return;
+      }
+      // Connection lost: the next hello syncs again.
+    }
+    if (epoch !== this.epoch || this.conn.state !== 'online') return;
+    this.#joinRooms();
+    this.#flushOutbox();
+    this.#deliverAll();
+    if (this.openId) this.#fill(this.openId);
+    this.changed();
+  }
+
+  async #sync(epoch) {
+    const have = {};
+    for (const c of this.conversations.values()) have[c.id] = c.last_seq || 0;
+    let cursor = null;
+    for (let page = 0; page < 100; page++) {
+      const payload = { conversations: have, limit: PAGE };
+      if (cursor) payload.cursor = cursor;
+      const f = await this.conn.request('sync', payload, 30_000);
+      if (epoch !== this.epoch) return;
+      for (const e of f.payload?.conversations || []) {
+        if (e.removed) {
+          this.#remove(e.conversation.id);
+          continue;
+        }
+        const c = this.#upsert(e.conversation);
+        if (!c) continue;
+        for (const m of e.messages || []) this.#addMessage(m, false);
+      }
+      this.listState = 'ready';
+      this.#openWanted();
+      cursor = f.payload?.next;
+      if (!cursor) break;
+    }
+  }
+
+  #onFrame(f) {
+    const p = f.payload || {};
+    switch (f.type) {
+      case 'message.new':
+        if (p.message) this.#addMessage(p.message, true);
+        break;
+      case 'receipt':
+        this.#onReceipt(p);
+        break;
+      case 'typing':
+        this.#onTyping(p);
+        break;
+      case 'presence':
+        this.presence.set(p.user_id, { status: p.status, last_seen_at: p.last_seen_at });
+        this.changed();
+        break;
+      case 'conversation.updated':
+        this.#upsert(p.conversation);
+        break;
+      default:
+        break; // error frames without id, future types
+    }
+  }
+
+  #addMessage(m, live) {
+    const cid = m.conversation_id;
+    const c = this.conversations.get(cid);
+    if (!c) {
+      // A conversation this tab does not know yet: fetch it, then the
+      // message comes along with its history.
+      this.#refetch(cid, 0);
+      return;
+    }
+    const mine = m.sender_id === this.me.id;
+    if (mine && m.client_message_id) this.#settle(m.client_message_id, null);
+    const L = this.loaded.get(cid);
+    let isNew = true;
+    if (L && !L.loading) {
+      isNew = this.#store(L, m);
+      this.#recountHigh(L);
+      if (m.seq > L.high + 1 || c.last_seq > L.high) queueMicrotask(() => this.#fill(cid));
+    }
+    if (m.seq > (c.last_seq || 0)) {
+      c.last_seq = m.seq;
+      c.last_message = m;
+      if ((m.created_at || '') > (c.updated_at || '')) c.updated_at = m.created_at;
+      if (live && !mine && m.seq > (c.read_seq || 0)) c.unread_count = (c.unread_count || 0) + 1;
+    } else if (c.last_message && m.seq === c.last_seq) {
+      c.last_message = m;
+    }
+    if (!mine) {
+      this.#queueDelivered(cid, m.seq);
+      const t = this.typing.get(cid);
+      if (t?.delete(m.sender_id) && !t.size) this.typing.delete(cid);
+      if (live && isNew) this.emit('incoming', c, m);
+    }
+    this.changed();
+  }
+
+  #onReceipt({ conversation_id: cid, user_id: uid, kind, seq }) {
+    const c = this.conversations.get(cid);
+    if (!c) return;
+    const m = c.members.find((x) => x.user_id === uid);
+    if (m) {
+      m.delivered_seq = Math.max(m.delivered_seq || 0, seq);
+      if (kind === 'read') m.read_seq = Math.max(m.read_seq || 0, seq);
+    }
+    if (uid === this.me.id && kind === 'read') {
+      c.read_seq = Math.max(c.read_seq || 0, seq);
+      this.#recountUnread(c);
+    }
+    this.changed();
+  }
+
+  #recountUnread(c) {
+    if ((c.read_seq || 0) >= (c.last_seq || 0)) {
+      c.unread_count = 0;
+      return;
+    }
+    const L = this.loaded.get(c.id);
+    if (L && !L.loading && L.low <= c.read_seq + 1 && L.high >= c.last_seq) {
+      let n = 0;
+      for (const m of L.bySeq.values()) if (m.seq > c.read_seq && m.sender_id !== this.me.id) n++;
+      c.unread_count = n;
+    } else {
+      this.#refetch(c.id);
+    }
+  }
+
+  #onTyping({ conversation_id: cid, user_id: uid, state }) {
+    if (!cid || !uid || uid === this.me.id) return;
+    let t = this.typing.get(cid);
+    if (state === 'started') {
+      if (!t) this.typing.set(cid, (t = new Map()));
+      t.set(uid, Date.now() + TYPING_SHOW_MS);
+      setTimeout(() => this.#expireTyping(cid), TYPING_SHOW_MS + 50);
+    } else if (t) {
+      t.delete(uid);
+      if (!t.size) this.typing.delete(cid);
+    }
+    this.changed();
+  }
+
+  #expireTyping(cid) {
+    const t = this.typing.get(cid);
+    if (!t) return;
+    const now = Date.now();
+    for (const [uid, exp] of t) if (exp <= now) t.delete(uid);
+    if (!t.size) this.typing.delete(cid);
+    this.changed();
+  }
+
+  // ---- rooms ----
+
+  #joinRooms() {
+    const ids = new Set();
+    if (this.openId) ids.add(this.openId);
+    for (const c of this.sortedConversations()) {
+      if (ids.size >= ROOMS_JOINED) break;
+      ids.add(c.id);
+    }
+    for (const id of ids) this.#join(id);
+  }
+
+  async #join(cid) {
+    if (this.conn.state !== 'online' || this.joined.has(cid)) return;
+    this.joined.add(cid);
+    try {
+      const f = await this.conn.request('room.join', { conversation_id: cid });
+      for (const p of f.payload?.presence || []) {
+        this.presence.set(p.user_id, { status: p.status, last_seen_at: p.last_seen_at });
+      }
+      const typists = (f.payload?.typing || []).filter((u) => u !== this.me.id);
+      if (typists.length) {
+        const t = new Map(typists.map((u) => [u, Date.now() + TYPING_SHOW_MS]));
+        this.typing.set(cid, t);
+        setTimeout(() => this.#expireTyping(cid), TYPING_SHOW_MS + 50);
+      }
+      this.changed();
+    } catch (e) {
+      this.joined.delete(cid);
+      if (e.code === 'rate_limited') setTimeout(() => this.#join(cid), e.retryAfterMs || 1000);
+    }
+  }
+
+  // ---- receipts ----
+
+  #queueDelivered(cid, seq) {
+    this.deliveredQueue.set(cid, Math.max(this.deliveredQueue.get(cid) || 0, seq));
+    if (this.deliveredTimer) return;
+    this.deliveredTimer = setTimeout(() => {
+      this.deliveredTimer = 0;
+      const q = [...this.deliveredQueue];
+      this.deliveredQueue.clear();
+      for (const [cid, seq] of q) {
+        const c = this.conversations.get(cid);
+        const mine = c?.members.find((m) => m.user_id === this.me.id);
+        if (!c || !mine || Math.max(mine.delivered_seq, mine.read_seq) >= seq) continue;
+        this.conn.request('receipt', { conversation_id: cid, kind: 'delivered', seq }).catch(() => {
+          // Sent again after the next hello (#deliverAll).
+        });
+      }
+    }, 250);
+  }
+
+  /** deliverAll acknowledges, per conversation, what reached this device. */
+  #deliverAll() {
+    for (const c of this.conversations.values()) {
+      const mine = c.members.find((m) => m.user_id === this.me.id);
+      if (!mine || !c.last_seq) continue;
+      const fromOthers = c.unread_count > 0 || (c.last_message && c.last_message.sender_id !== this.me.id);
+      if (fromOthers && Math.max(mine.delivered_seq, mine.read_seq) < c.last_seq) this.#queueDelivered(c.id, c.last_seq);
+    }
+  }
+
+  /** markRead: seq was shown to the user in a visible tab. */
+  markRead(cid, seq) {
+    const c = this.conversations.get(cid);
+    if (!c || !seq) return;
+    const mine = c.members.find((m) => m.user_id === this.me.id);
+    const have = Math.max(c.read_seq || 0, mine?.read_seq || 0, this.readSent.get(cid) || 0);
+    if (seq <= have || this.conn.state !== 'online') return;
+    this.readSent.set(cid, seq);
+    this.conn.request('receipt', { conversation_id: cid, kind: 'read', seq }).catch(() => {
+      if (this.readSent.get(cid) === seq) this.readSent.delete(cid);
+    });
+  }
+
+  // ---- sending ----
+
+  async #reloadOutbox() {
+    let list;
+    try {
+      list = await outbox.list(this.me.id);
+    } catch {
+      return;
+    }
+    this.pending = list.filter((e) => !this.settled.has(e.client_message_id));
+    this.changed();
+  }
+
+  /** send queues a text; it shows as pending until the server has it. */
+  async send(cid, text) {
+    if (!text.trim() || !this.conversations.has(cid)) return;
+    if (utf8Length(text) > MAX_TEXT_BYTES) throw new ApiError('payload_too_large', 'That message is too long (16 KB at most).');
+    const e = {
+      client_message_id: uuid(),
+      owner: this.me.id,
+      conversation_id: cid,
+      kind: 'text',
+      text,
+      created_at: Date.now(),
+    };
+    this.pending.push(e);
+    this.stopTyping(cid);
+    this.changed();
+    try {
+      await outbox.put(e);
+    } catch {
+      // Not durable (storage refused): still try to send it now.
+    }
+    this.#trySend(e);
+  }
+
+  #flushOutbox() {
+    for (const e of this.pending) this.#trySend(e);
+  }
+
+  async #trySend(e) {
+    const id = e.client_message_id;
+    if (this.conn.state !== 'online' || this.inflight.has(id) || this.settled.has(id) || e.error) return;
+    this.inflight.add(id);
+    try {
+      const f = await this.conn.request('message.send', {
+        conversation_id: e.conversation_id,
+        client_message_id: id,
+        kind: e.kind,
+        text: e.text,
+      });
+      this.inflight.delete(id);
+      this.#settle(id, f.payload?.message);
+    } catch (err) {
+      this.inflight.delete(id);
+      if (err.code === 'rate_limited') {
+        setTimeout(() => this.#trySend(e), err.retryAfterMs || 1000);
+      } else if (PERMANENT.has(err.code)) {
+        e.error = err.message || err.code;
+        outbox.put(e).catch(() => {});
+        this.changed();
+      } else if (err.code === 'internal') {
+        setTimeout(() => this.#trySend(e), 5000);
+      }
+      // unavailable: resent after the next hello.
+    }
+  }
+
+  #settle(clientMessageId, message) {
+    const had = this.pending.some((e) => e.client_message_id === clientMessageId);
+    if (had || message) {
+      this.settled.add(clientMessageId);
+      this.pending = this.pending.filter((e) => e.client_message_id !== clientMessageId);
+      if (had) outbox.remove(clientMessageId).catch(() => {});
+    }
+    if (message) this.#addMessage(message, true);
+    this.changed();
+  }
+
+  /** discard drops a message the server refused. */
+  async discard(clientMessageId) {
+    this.settled.add(clientMessageId);
+    this.pending = this.pending.filter((e) => e.client_message_id !== clientMessageId);
+    await outbox.remove(clientMessageId).catch(() => {});
+    this.changed();
+  }
+
+  // ---- typing ----
+
+  /** typed: the user changed the composer of cid (text is its content). */
+  typed(cid, text) {
+    if (!text.trim()) {
+      this.stopTyping(cid);
+      return;
+    }
+    const t = this.myTyping;
+    if (t.convId !== cid) {
+      if (t.convId) this.stopTyping(t.convId);
+      t.convId = cid;
+      t.last = 0;
+    }
+    const now = Date.now();
+    if (now - t.last >= TYPING_REPEAT_MS) {
+      if (this.conn.send('typing', { conversation_id: cid, state: 'started' })) t.last = now;
+    }
+    clearTimeout(t.idle);
+    t.idle = setTimeout(() => this.stopTyping(cid), TYPING_IDLE_MS);
+  }
+
+  stopTyping(cid) {
+    const t = this.myTyping;
+    if (t.convId !== cid) return;
+    clearTimeout(t.idle);
+    if (t.last) this.conn.send('typing', { conversation_id: cid, state: 'stopped' });
+    t.convId = null;
+    t.last = 0;
+  }
+
+  // ---- people and groups ----
+
+  async findUser(username) {
+    const name = username.trim().replace(/^@/, '').toLowerCase();
+    if (!name) return null;
+    const r = await this.api.searchUsers(name);
+    const u = (r.users || []).find((x) => x.username === name) || null;
+    if (u) this.users.set(u.id, u);
+    return u;
+  }
+
+  async search(prefix) {
+    const q = prefix.trim().replace(/^@/, '').toLowerCase();
+    if (!q) return [];
+    const r = await this.api.searchUsers(q);
+    for (const u of r.users || []) this.users.set(u.id, u);
+    return (r.users || []).filter((u) => u.id !== this.me.id);
+  }
+
+  /** startDirect opens the direct chat with the user of that exact name. */
+  async startDirect(username) {
+    const name = username.trim().replace(/^@/, '').toLowerCase();
+    const u = await this.findUser(name);
+    if (!u) throw new ApiError('not_found', `There is no user named “${name}”.`);
+    if (u.id === this.me.id) throw new ApiError('invalid_argument', 'That is you. Pick someone else.');
+    const c = this.#upsert(await this.api.createDirect(u.id));
+    return c;
+  }
+
+  async createGroup(title, usernames) {
+    const ids = [];
+    for (const name of usernames) {
+      const u = await this.findUser(name);
+      if (!u) throw new ApiError('not_found', `There is no user named “${name}”.`);
+      if (u.id !== this.me.id && !ids.includes(u.id)) ids.push(u.id);
+    }
+    if (!ids.length) throw new ApiError('invalid_argument', 'Add at least one other person.');
+    return this.#upsert(await this.api.createGroup(title, ids));
+  }
+
+  async addMember(cid, username) {
+    const u = await this.findUser(username);
+    if (!u) throw new ApiError('not_found', `There is no user named “${username.trim()}”.`);
+    return this.#upsert(await this.api.addMember(cid, u.id));
+  }
+
+  async leave(cid) {
+    await this.api.removeMember(cid, this.me.id);
+    this.#remove(cid);
+  }
+}

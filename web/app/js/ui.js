@@ -1,0 +1,854 @@
+// The views: the sign-in form and the chat app (conversation list, chat,
+// dialogs). Everything is built with createElement; message text and
+// every other string from the server goes into textContent only.
+//
+// data-testid attributes are a stable interface for tests (see the issue
+// and README): username, password, login, register, conversation, unread,
+// search-user, start-chat, composer, send, message, typing, connection.
+
+import { h, setAttr, setText, dayKey, dayLabel, timeOf, listTime, lastSeen, initials, hue } from './util.js';
+import { icon } from './icons.js';
+
+const CONN_TEXT = { online: 'Online', connecting: 'Connecting…', offline: 'Offline' };
+const STATUS_TEXT = { pending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
+const STATUS_ICON = { pending: 'clock', sent: 'check', delivered: 'checks', read: 'checks' };
+
+function brand() {
+  return h('span', { class: 'brand' }, h('img', { src: '/icon.svg', alt: '', width: 28, height: 28 }), h('span', { text: 'Parley' }));
+}
+
+function avatar(id, name, extraClass = '') {
+  return h('span', { class: `avatar h${hue(id)} ${extraClass}`.trim(), 'aria-hidden': 'true', text: initials(name) });
+}
+
+// ---------------------------------------------------------------------------
+// Sign in / create account
+
+/**
+ * renderLogin shows the sign-in form in root. onSubmit(mode, username,
+ * password, displayName) signs in or registers, throwing an Error whose
+ * message is shown.
+ */
+export function renderLogin(root, { onSubmit, notice }) {
+  const username = h('input', {
+    id: 'f-username', name: 'username', 'data-testid': 'username', autocomplete: 'username',
+    autocapitalize: 'none', spellcheck: 'false', required: true, maxlength: 32,
+  });
+  const password = h('input', {
+    id: 'f-password', name: 'password', type: 'password', 'data-testid': 'password',
+    autocomplete: 'current-password', required: true, maxlength: 1024,
+  });
+  const display = h('input', { id: 'f-display', name: 'display_name', autocomplete: 'nickname', maxlength: 64 });
+  const error = h('p', { class: 'form-error', role: 'alert' });
+  if (notice) error.textContent = notice;
+  const loginBtn = h('button', { type: 'submit', class: 'btn primary', 'data-testid': 'login' }, 'Sign in');
+  const registerBtn = h('button', { type: 'button', class: 'btn', 'data-testid': 'register' }, 'Create account');
+
+  let busy = false;
+  async function go(mode) {
+    if (busy) return;
+    const u = username.value.trim();
+    const p = password.value;
+    error.textContent = '';
+    if (!/^[a-zA-Z0-9_.]{3,32}$/.test(u)) {
+      error.textContent = 'A username is 3 to 32 letters, digits, “_” or “.”.';
+      username.focus();
+      return;
+    }
+    if (new TextEncoder().encode(p).length < 8) {
+      error.textContent = 'A password has at least 8 characters.';
+      password.focus();
+      return;
+    }
+    busy = true;
+    loginBtn.disabled = registerBtn.disabled = true;
+    try {
+      await onSubmit(mode, u, p, display.value.trim());
+    } catch (e) {
+      error.textContent = e.message || String(e);
+    } finally {
+      busy = false;
+      loginBtn.disabled = registerBtn.disabled = false;
+    }
+  }
+
+  const form = h('form', { class: 'login-form', novalidate: true, 'aria-label': 'Sign in' },
+    h('label', { for: 'f-username' }, 'Username'), username,
+    h('label', { for: 'f-password' }, 'Password'), password,
+    h('label', { for: 'f-display' }, 'Display name ', h('span', { class: 'hint', text: '(new accounts, optional)' })), display,
+    error,
+    h('div', { class: 'login-actions' }, loginBtn, registerBtn),
+  );
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    go('login');
+  });
+  registerBtn.addEventListener('click', () => go('register'));
+
+  root.replaceChildren(h('main', { class: 'login' },
+    h('div', { class: 'login-card' },
+      h('div', { class: 'login-brand' }, brand()),
+      h('p', { class: 'tagline', text: 'Real-time chat. Sign in, or create an account with one click.' }),
+      form,
+    ),
+  ));
+  username.focus();
+}
+
+// ---------------------------------------------------------------------------
+// The app
+
+export class AppView {
+  constructor(root, chat, { onSignOut }) {
+    this.root = root;
+    this.chat = chat;
+    this.onSignOut = onSignOut;
+    this.drafts = new Map();
+    this.listItems = new Map();
+    this.msgItems = new Map();
+    this.parts = new WeakMap();
+    this.openCid = undefined;
+    this.forceBottom = false;
+    this.offs = [];
+    this.#build();
+
+    const listen = (target, type, fn, opts) => {
+      target.addEventListener(type, fn, opts);
+      this.offs.push(() => target.removeEventListener(type, fn, opts));
+    };
+    this.offs.push(
+      chat.on('change', () => this.render()),
+      chat.on('notice', (t) => this.toast(t)),
+      chat.on('incoming', (c, m) => this.#notify(c, m)),
+      chat.on('closed', () => { if (location.hash) history.replaceState(null, '', location.pathname); }),
+    );
+    listen(window, 'hashchange', () => this.#route());
+    listen(document, 'visibilitychange', () => this.#checkRead());
+    listen(window, 'focus', () => this.#checkRead());
+    listen(window, 'resize', () => this.#checkRead());
+    this.#route();
+    this.render();
+  }
+
+  destroy() {
+    for (const off of this.offs.splice(0)) off();
+    clearTimeout(this.toastTimer);
+    clearTimeout(this.searchTimer);
+    for (const d of document.querySelectorAll('dialog')) d.remove();
+  }
+
+  #route() {
+    const m = /^#\/c\/([A-Za-z0-9-]{1,64})$/.exec(location.hash);
+    const id = m ? m[1] : null;
+    if (!this.chat.open(id) && id && this.chat.listState === 'ready') {
+      history.replaceState(null, '', location.pathname);
+    }
+  }
+
+  go(cid) {
+    const target = cid ? `#/c/${cid}` : '';
+    if (location.hash !== target) location.hash = target;
+    else this.#route();
+  }
+
+  // ---- skeleton ----
+
+  #build() {
+    const chat = this.chat;
+    this.connText = h('span', { class: 'conn-text' });
+    this.conn = h('span', { class: 'conn', 'data-testid': 'connection', role: 'status', 'aria-live': 'polite' },
+      h('span', { class: 'conn-dot', 'aria-hidden': 'true' }), this.connText);
+    this.bell = h('button', {
+      type: 'button', class: 'icon-btn', title: 'Notify me of new messages', 'aria-label': 'Enable notifications', hidden: true,
+      onclick: async () => {
+        try { await Notification.requestPermission(); } catch { /* unsupported */ }
+        this.render();
+      },
+    }, icon('bell'));
+    const me = chat.me;
+    const topbar = h('header', { class: 'topbar' },
+      brand(),
+      this.conn,
+      h('span', { class: 'spacer' }),
+      this.bell,
+      h('span', { class: 'me', title: `Signed in as @${me.username}` }, avatar(me.id, me.display_name || me.username, 'small'),
+        h('span', { class: 'me-name', text: me.display_name || me.username })),
+      h('button', { type: 'button', class: 'icon-btn', title: 'Sign out', 'aria-label': 'Sign out', onclick: () => this.onSignOut() }, icon('logout')),
+    );
+
+    // Sidebar: find people, new group, the conversation list.
+    this.search = h('input', {
+      type: 'search', 'data-testid': 'search-user', placeholder: 'Username', 'aria-label': 'Find someone by username',
+      autocomplete: 'off', autocapitalize: 'none', spellcheck: 'false', maxlength: 33, enterkeyhint: 'go',
+    });
+    this.startBtn = h('button', { type: 'submit', class: 'btn primary small', 'data-testid': 'start-chat' }, 'Chat');
+    this.suggest = h('ul', { class: 'suggest', role: 'listbox', hidden: true, 'aria-label': 'People' });
+    const startForm = h('form', { class: 'start-chat', role: 'search' }, this.search, this.startBtn);
+    startForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      this.#startChat(this.search.value);
+    });
+    this.search.addEventListener('input', () => this.#suggest());
+    this.search.addEventListener('keydown', (e) => { if (e.key === 'Escape') this.#hideSuggest(); });
+    this.search.addEventListener('blur', () => setTimeout(() => this.#hideSuggest(), 200));
+
+    this.list = h('nav', { class: 'conv-list', 'aria-label': 'Conversations' });
+    this.listEmpty = h('p', { class: 'list-empty' });
+    this.sidebar = h('aside', { class: 'sidebar' },
+      h('div', { class: 'sidebar-tools' },
+        startForm,
+        this.suggest,
+        h('button', { type: 'button', class: 'btn ghost small new-group', onclick: () => this.#groupDialog() }, icon('group'), 'New group'),
+      ),
+      this.list,
+      this.listEmpty,
+    );
+    this.pane = h('section', { class: 'chat', 'aria-label': 'Chat' });
+    this.main = h('div', { class: 'main', 'data-view': 'list' }, this.sidebar, this.pane);
+    this.toastEl = h('div', { class: 'toast', role: 'status', hidden: true });
+    this.root.replaceChildren(h('div', { class: 'shell' }, topbar, this.main, this.toastEl));
+  }
+
+  toast(text) {
+    setText(this.toastEl, text);
+    this.toastEl.hidden = false;
+    clearTimeout(this.toastTimer);
+    this.toastTimer = setTimeout(() => { this.toastEl.hidden = true; }, 5000);
+  }
+
+  // ---- render ----
+
+  render() {
+    const chat = this.chat;
+    const state = chat.connState;
+    setAttr(this.conn, 'data-state', state);
+    setText(this.connText, CONN_TEXT[state] || state);
+    this.bell.hidden = !('Notification' in window) || Notification.permission !== 'default';
+    setAttr(this.main, 'data-view', chat.openId ? 'chat' : 'list');
+    const unread = chat.totalUnread();
+    const title = unread ? `(${unread}) Parley` : 'Parley';
+    if (document.title !== title) document.title = title;
+    this.#renderList();
+    this.#renderChat();
+  }
+
+  #renderList() {
+    const chat = this.chat;
+    const convs = chat.sortedConversations();
+    let cursor = this.list.firstChild;
+    const seen = new Set();
+    for (const c of convs) {
+      let el = this.listItems.get(c.id);
+      if (!el) {
+        el = this.#listItem(c);
+        this.listItems.set(c.id, el);
+      }
+      this.#updateListItem(el, c);
+      seen.add(c.id);
+      if (el !== cursor) this.list.insertBefore(el, cursor);
+      else cursor = cursor.nextSibling;
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+    for (const id of this.listItems.keys()) if (!seen.has(id)) this.listItems.delete(id);
+    this.listEmpty.hidden = convs.length > 0;
+    setText(this.listEmpty, chat.listState === 'loading'
+      ? 'Loading your conversations…'
+      : 'No conversations yet. Type a username above and press Chat to start one.');
+  }
+
+  #listItem(c) {
+    const av = h('span', { class: 'avatar-wrap' });
+    const title = h('span', { class: 'conv-title' });
+    const time = h('span', { class: 'conv-time' });
+    const preview = h('span', { class: 'conv-preview' });
+    const bottom = h('span', { class: 'conv-bottom' }, preview);
+    const el = h('a', { class: 'conv', href: `#/c/${c.id}`, 'data-testid': 'conversation', 'data-conversation-id': c.id },
+      av,
+      h('span', { class: 'conv-main' }, h('span', { class: 'conv-top' }, title, time), bottom));
+    this.parts.set(el, { av, title, time, preview, bottom, badge: null, avKey: '' });
+    return el;
+  }
+
+  #updateListItem(el, c) {
+    const chat = this.chat;
+    const p = this.parts.get(el);
+    const other = c.type === 'direct' ? chat.other(c) : null;
+    const name = chat.titleOf(c);
+    const online = other && chat.presence.get(other.user_id)?.status === 'online';
+    const avKey = `${name}|${online}`;
+    if (p.avKey !== avKey) {
+      p.avKey = avKey;
+      const a = avatar(other ? other.user_id : c.id, name);
+      p.av.replaceChildren(a);
+      if (c.type === 'group') a.append(icon('group'));
+      if (online) p.av.append(h('span', { class: 'presence-dot', title: 'online' }));
+    }
+    setText(p.title, name);
+    setText(p.time, listTime(c.last_message?.created_at || c.updated_at));
+    setAttr(el, 'aria-current', chat.openId === c.id ? 'true' : null);
+
+    // Preview: someone typing, else what this user is sending, else the
+    // last stored message.
+    const typists = chat.typists(c.id);
+    const pending = chat.pendingOf(c.id);
+    let text;
+    let cls = 'conv-preview';
+    if (typists.length) {
+      text = c.type === 'group' ? `${chat.nameOf(typists[0])} is typing…` : 'typing…';
+      cls += ' is-typing';
+    } else if (pending.length) {
+      text = `You: ${pending[pending.length - 1].text}`;
+      cls += ' is-pending';
+    } else if (c.last_message) {
+      const m = c.last_message;
+      const who = m.sender_id === chat.me.id ? 'You: ' : c.type === 'group' ? `${chat.nameOf(m.sender_id)}: ` : '';
+      text = who + (m.text || `[${m.kind}]`);
+    } else {
+      text = c.type === 'group' ? 'Group created' : 'No messages yet';
+      cls += ' is-empty';
+    }
+    setText(p.preview, text.length > 120 ? `${text.slice(0, 120)}…` : text);
+    if (p.preview.className !== cls) p.preview.className = cls;
+
+    const n = c.unread_count || 0;
+    if (n > 0) {
+      if (!p.badge) {
+        p.badge = h('span', { class: 'badge', 'data-testid': 'unread' });
+        p.bottom.append(p.badge);
+      }
+      setText(p.badge, n > 99 ? '99+' : String(n));
+      setAttr(p.badge, 'aria-label', `${n} unread`);
+    } else if (p.badge) {
+      p.badge.remove();
+      p.badge = null;
+    }
+  }
+
+  // ---- chat pane ----
+
+  #renderChat() {
+    const chat = this.chat;
+    const cid = chat.openId;
+    if (cid !== this.openCid) {
+      this.openCid = cid;
+      this.msgItems.clear();
+      this.typingEl = null;
+      if (cid) this.#buildChat(cid);
+      else this.#buildEmpty();
+    }
+    if (!cid) return;
+    const c = chat.conversations.get(cid);
+    if (!c) return;
+    this.#renderHead(c);
+    const before = this.#captureScroll();
+    this.#renderMessages(c);
+    this.#renderTyping(c);
+    this.#restoreScroll(before);
+    this.#checkRead();
+    const L = chat.loaded.get(cid);
+    // Fill the screen, and keep loading while the top is in view.
+    if (L && !L.loading && L.hasOlder && !L.loadingOlder
+      && (this.scroller.scrollHeight <= this.scroller.clientHeight + 40 || (this.scroller.scrollTop < 200 && !this.forceBottom))) {
+      chat.loadOlder(cid);
+    }
+  }
+
+  #buildEmpty() {
+    this.scroller = null;
+    this.composer = null;
+    this.pane.replaceChildren(h('div', { class: 'chat-empty' },
+      icon('chat'),
+      h('h2', { text: 'Your messages' }),
+      h('p', { text: 'Pick a conversation, or type a username and press Chat to start one.' })));
+  }
+
+  #buildChat(cid) {
+    const chat = this.chat;
+    this.headAvatar = h('span', { class: 'avatar-wrap' });
+    this.headTitle = h('h2', { class: 'chat-title' });
+    this.headSub = h('p', { class: 'chat-sub' });
+    this.headAvKey = '';
+    this.infoBtn = h('button', { type: 'button', class: 'icon-btn', title: 'Members', 'aria-label': 'Members', onclick: () => this.#membersDialog(cid) }, icon('info'));
+    const head = h('header', { class: 'chat-head' },
+      h('a', { class: 'icon-btn back', href: '#', title: 'Back', 'aria-label': 'Back to conversations' }, icon('back')),
+      this.headAvatar,
+      h('div', { class: 'chat-head-text' }, this.headTitle, this.headSub),
+      this.infoBtn,
+    );
+    this.historyTop = h('div', { class: 'history-top' });
+    this.msgList = h('div', { class: 'messages', role: 'log', 'aria-label': 'Messages' });
+    this.scroller = h('div', { class: 'scroller' }, this.historyTop, this.msgList);
+    let scrollQueued = false;
+    this.scroller.addEventListener('scroll', () => {
+      if (scrollQueued) return;
+      scrollQueued = true;
+      setTimeout(() => {
+        scrollQueued = false;
+        if (!this.scroller) return;
+        if (this.scroller.scrollTop < 200) chat.loadOlder(cid);
+        this.#checkRead();
+      }, 100);
+    }, { passive: true });
+    this.typingSlot = h('div', { class: 'typing-slot', 'aria-live': 'polite' });
+
+    this.composer = h('textarea', {
+      'data-testid': 'composer', rows: 1, placeholder: 'Write a message', 'aria-label': 'Message',
+      enterkeyhint: 'send', autocomplete: 'off',
+    });
+    this.composer.value = this.drafts.get(cid) || '';
+    const send = h('button', { type: 'submit', class: 'send', 'data-testid': 'send', title: 'Send', 'aria-label': 'Send' }, icon('send'));
+    const form = h('form', { class: 'composer' }, this.composer, send);
+    this.composer.addEventListener('input', () => {
+      const v = this.composer.value;
+      if (v) this.drafts.set(cid, v);
+      else this.drafts.delete(cid);
+      chat.typed(cid, v);
+      this.#autosize();
+    });
+    this.composer.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !matchMedia('(pointer: coarse)').matches) {
+        e.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const text = this.composer.value;
+      if (!text.trim()) return;
+      this.composer.value = '';
+      this.drafts.delete(cid);
+      this.#autosize();
+      this.forceBottom = true;
+      chat.send(cid, text).catch((err) => {
+        this.toast(err.message);
+        if (!this.composer.value) this.composer.value = text;
+      });
+      this.composer.focus();
+    });
+    this.pane.replaceChildren(head, this.scroller, this.typingSlot, form);
+    this.forceBottom = true;
+    this.#autosize();
+    if (matchMedia('(pointer: fine)').matches) this.composer.focus({ preventScroll: true });
+  }
+
+  #autosize() {
+    const t = this.composer;
+    if (!t) return;
+    t.rows = 1;
+    while (t.rows < 6 && t.scrollHeight > t.clientHeight + 1) t.rows += 1;
+  }
+
+  #renderHead(c) {
+    const chat = this.chat;
+    const other = c.type === 'direct' ? chat.other(c) : null;
+    const name = chat.titleOf(c);
+    const avKey = `${c.id}|${name}`;
+    if (this.headAvKey !== avKey) {
+      this.headAvKey = avKey;
+      const a = avatar(other ? other.user_id : c.id, name);
+      if (c.type === 'group') a.append(icon('group'));
+      this.headAvatar.replaceChildren(a);
+    }
+    setText(this.headTitle, name);
+    let sub;
+    if (other) {
+      const p = chat.presence.get(other.user_id);
+      const u = chat.users.get(other.user_id);
+      if (p?.status === 'online') sub = 'online';
+      else if (p) sub = lastSeen(p.last_seen_at);
+      else sub = u ? `@${u.username}` : '';
+      setAttr(this.headSub, 'data-online', p?.status === 'online' ? 'true' : null);
+    } else {
+      const others = c.members.filter((m) => m.user_id !== chat.me.id);
+      const on = others.filter((m) => chat.presence.get(m.user_id)?.status === 'online').length;
+      sub = `${c.members.length} members${on ? `, ${on} online` : ''}`;
+      setAttr(this.headSub, 'data-online', null);
+    }
+    setText(this.headSub, sub);
+    this.infoBtn.hidden = c.type !== 'group';
+  }
+
+  #renderMessages(c) {
+    const chat = this.chat;
+    const { stored, pending, state: L } = chat.messagesOf(c.id);
+    if (!L || L.loading) setText(this.historyTop, 'Loading messages…');
+    else if (L.loadingOlder) setText(this.historyTop, 'Loading earlier messages…');
+    else if (L.hasOlder) setText(this.historyTop, '');
+    else setText(this.historyTop, stored.length || pending.length ? 'This is the beginning of the conversation.' : 'No messages yet. Say hello!');
+
+    const group = c.type === 'group';
+    const items = [];
+    let lastDay = null;
+    let lastSender = null;
+    const day = (t) => {
+      const k = dayKey(t);
+      if (k !== lastDay) {
+        items.push({ key: `d-${k}`, day: true, t });
+        lastDay = k;
+        lastSender = null;
+      }
+    };
+    for (const m of stored) {
+      const t = Date.parse(m.created_at);
+      day(t);
+      const mine = m.sender_id === chat.me.id;
+      items.push({
+        key: mine && m.client_message_id ? `o-${m.client_message_id}` : `m-${m.id}`,
+        t, mine, text: m.text ?? '', seq: m.seq,
+        status: mine ? chat.statusOf(c, m) : null,
+        sender: group && !mine && m.sender_id !== lastSender ? m.sender_id : null,
+      });
+      lastSender = m.sender_id;
+    }
+    for (const e of pending) {
+      day(e.created_at);
+      items.push({
+        key: `o-${e.client_message_id}`, t: e.created_at, mine: true, text: e.text, seq: null,
+        status: 'pending', error: e.error || null, cmid: e.client_message_id,
+      });
+      lastSender = chat.me.id;
+    }
+
+    let cursor = this.msgList.firstChild;
+    const seen = new Set();
+    for (const it of items) {
+      let el = this.msgItems.get(it.key);
+      if (!el) {
+        el = it.day ? this.#dayEl() : this.#msgEl(it);
+        this.msgItems.set(it.key, el);
+      }
+      if (it.day) setText(el.firstChild, dayLabel(it.t));
+      else this.#updateMsg(el, it);
+      seen.add(it.key);
+      if (el !== cursor) this.msgList.insertBefore(el, cursor);
+      else cursor = cursor.nextSibling;
+    }
+    while (cursor) {
+      const next = cursor.nextSibling;
+      cursor.remove();
+      cursor = next;
+    }
+    for (const k of this.msgItems.keys()) if (!seen.has(k)) this.msgItems.delete(k);
+  }
+
+  #dayEl() {
+    return h('div', { class: 'day', role: 'separator' }, h('span'));
+  }
+
+  #msgEl(it) {
+    const text = h('span', { class: 'text' });
+    text.textContent = it.text;
+    const time = h('time', { class: 'time' });
+    const status = h('span', { class: 'status' });
+    const sender = h('span', { class: 'sender', hidden: true });
+    const extra = h('span', { class: 'msg-error', hidden: true });
+    const bubble = h('div', { class: 'bubble' }, sender, text, h('span', { class: 'meta' }, time, status));
+    const el = h('div', { class: `msg ${it.mine ? 'mine' : 'theirs'}`, 'data-testid': 'message' }, bubble, extra);
+    this.parts.set(el, { text, time, status, sender, extra, statusKey: '', errKey: '' });
+    return el;
+  }
+
+  #updateMsg(el, it) {
+    const p = this.parts.get(el);
+    setAttr(el, 'data-seq', it.seq ?? null);
+    setAttr(el, 'data-status', it.mine ? it.status : null);
+    setText(p.text, it.text);
+    setText(p.time, timeOf(it.t));
+    setAttr(p.time, 'datetime', new Date(it.t).toISOString());
+    if (it.mine && p.statusKey !== it.status) {
+      p.statusKey = it.status;
+      p.status.replaceChildren(icon(STATUS_ICON[it.status], STATUS_TEXT[it.status]));
+      p.status.className = `status s-${it.status}`;
+      setAttr(p.status, 'title', STATUS_TEXT[it.status]);
+    }
+    if (it.sender) {
+      p.sender.hidden = false;
+      setText(p.sender, this.chat.nameOf(it.sender));
+      p.sender.className = `sender h${hue(it.sender)}`;
+    } else if (!p.sender.hidden) {
+      p.sender.hidden = true;
+    }
+    const errKey = it.error || '';
+    if (p.errKey !== errKey) {
+      p.errKey = errKey;
+      el.classList.toggle('failed', !!it.error);
+      if (it.error) {
+        p.extra.hidden = false;
+        p.extra.replaceChildren(
+          h('span', { text: `Not sent: ${it.error}` }),
+          h('button', { type: 'button', class: 'link', onclick: () => this.chat.discard(it.cmid) }, 'Delete'),
+        );
+      } else {
+        p.extra.hidden = true;
+        p.extra.replaceChildren();
+      }
+    }
+  }
+
+  #renderTyping(c) {
+    const chat = this.chat;
+    const typists = chat.typists(c.id);
+    if (!typists.length) {
+      if (this.typingEl) {
+        this.typingEl.remove();
+        this.typingEl = null;
+      }
+      return;
+    }
+    if (!this.typingEl) {
+      this.typingText = h('span');
+      this.typingEl = h('div', { class: 'typing', 'data-testid': 'typing' },
+        h('span', { class: 'dots', 'aria-hidden': 'true' }, h('i'), h('i'), h('i')), this.typingText);
+      this.typingSlot.append(this.typingEl);
+    }
+    const names = typists.map((u) => chat.nameOf(u));
+    let text;
+    if (names.length === 1) text = `${names[0]} is typing…`;
+    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
+    else text = 'Several people are typing…';
+    setText(this.typingText, text);
+  }
+
+  #captureScroll() {
+    const s = this.scroller;
+    if (!s) return null;
+    const atBottom = s.scrollHeight - s.scrollTop - s.clientHeight < 80;
+    let anchor = null;
+    let offset = 0;
+    if (!atBottom) {
+      // The first message on screen stays put (not a date separator: the
+      // one of its day moves up when older messages of that day arrive).
+      for (const el of this.msgList.querySelectorAll('.msg')) {
+        if (el.offsetTop + el.offsetHeight > s.scrollTop) {
+          anchor = el;
+          offset = el.offsetTop - s.scrollTop;
+          break;
+        }
+      }
+    }
+    return { atBottom, anchor, offset };
+  }
+
+  #restoreScroll(b) {
+    const s = this.scroller;
+    if (!s || !b) return;
+    if (this.forceBottom || b.atBottom) {
+      s.scrollTop = s.scrollHeight;
+      if (this.chat.loaded.get(this.openCid)?.loading === false) this.forceBottom = false;
+    } else if (b.anchor?.isConnected) {
+      s.scrollTop = b.anchor.offsetTop - b.offset;
+    }
+  }
+
+  /** checkRead sends a read receipt for the newest message on screen. */
+  #checkRead() {
+    const cid = this.openCid;
+    if (!cid || !this.scroller || document.visibilityState !== 'visible') return;
+    const sr = this.scroller.getBoundingClientRect();
+    if (sr.height < 10 || sr.width < 10) return; // hidden (phone list view)
+    const els = this.msgList.querySelectorAll('.msg[data-seq]');
+    for (let i = els.length - 1; i >= 0; i--) {
+      const r = els[i].getBoundingClientRect();
+      if (r.top < sr.bottom - 2 && r.bottom > sr.top + 2) {
+        this.chat.markRead(cid, Number(els[i].dataset.seq));
+        return;
+      }
+      if (r.bottom <= sr.top) return;
+    }
+  }
+
+  // ---- people ----
+
+  async #startChat(value) {
+    const name = value.trim();
+    if (!name) {
+      this.search.focus();
+      return;
+    }
+    this.#hideSuggest();
+    this.startBtn.disabled = true;
+    try {
+      const c = await this.chat.startDirect(name);
+      this.search.value = '';
+      this.go(c.id);
+    } catch (e) {
+      this.toast(e.message);
+    } finally {
+      this.startBtn.disabled = false;
+    }
+  }
+
+  #suggest() {
+    clearTimeout(this.searchTimer);
+    const q = this.search.value.trim();
+    if (!q) {
+      this.#hideSuggest();
+      return;
+    }
+    this.searchTimer = setTimeout(async () => {
+      let users;
+      try {
+        users = await this.chat.search(q);
+      } catch {
+        return;
+      }
+      if (this.search.value.trim() !== q) return;
+      if (!users.length) {
+        this.#hideSuggest();
+        return;
+      }
+      this.suggest.replaceChildren(...users.slice(0, 8).map((u) => h('li', { role: 'option' },
+        h('button', {
+          type: 'button', class: 'suggest-item',
+          onmousedown: (e) => e.preventDefault(),
+          onclick: () => {
+            this.search.value = u.username;
+            this.#startChat(u.username);
+          },
+        }, avatar(u.id, u.display_name || u.username, 'small'),
+        h('span', { class: 'suggest-name', text: u.display_name || u.username }),
+        h('span', { class: 'suggest-user', text: `@${u.username}` })))));
+      this.suggest.hidden = false;
+    }, 200);
+  }
+
+  #hideSuggest() {
+    this.suggest.hidden = true;
+    this.suggest.replaceChildren();
+  }
+
+  #dialog(title, body, onClose) {
+    const close = h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close', onclick: () => dlg.close() }, icon('close'));
+    const dlg = h('dialog', { class: 'dialog', 'aria-label': title },
+      h('div', { class: 'dialog-head' }, h('h2', { text: title }), close), body);
+    dlg.addEventListener('close', () => {
+      dlg.remove();
+      onClose?.();
+    });
+    document.body.append(dlg);
+    dlg.showModal();
+    return dlg;
+  }
+
+  #groupDialog() {
+    const title = h('input', { id: 'g-title', required: true, maxlength: 128, placeholder: 'Trip planning' });
+    const people = h('input', { id: 'g-people', placeholder: 'alice, bob', autocapitalize: 'none', spellcheck: 'false' });
+    const error = h('p', { class: 'form-error', role: 'alert' });
+    const create = h('button', { type: 'submit', class: 'btn primary' }, 'Create group');
+    const form = h('form', { class: 'dialog-form' },
+      h('label', { for: 'g-title' }, 'Group name'), title,
+      h('label', { for: 'g-people' }, 'People ', h('span', { class: 'hint', text: '(usernames, separated by commas or spaces)' })), people,
+      error,
+      h('div', { class: 'dialog-actions' }, create));
+    const dlg = this.#dialog('New group', form);
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      error.textContent = '';
+      const t = title.value.trim();
+      const names = people.value.split(/[\s,;]+/).map((s) => s.replace(/^@/, '')).filter(Boolean);
+      if (!t) {
+        error.textContent = 'Give the group a name.';
+        return;
+      }
+      if (!names.length) {
+        error.textContent = 'Add at least one person.';
+        return;
+      }
+      create.disabled = true;
+      try {
+        const c = await this.chat.createGroup(t, names);
+        dlg.close();
+        if (c) this.go(c.id);
+      } catch (err) {
+        error.textContent = err.message;
+      } finally {
+        create.disabled = false;
+      }
+    });
+    title.focus();
+  }
+
+  #membersDialog(cid) {
+    const chat = this.chat;
+    const c = chat.conversations.get(cid);
+    if (!c) return;
+    const list = h('ul', { class: 'member-list' });
+    const fill = () => {
+      const cur = chat.conversations.get(cid);
+      if (!cur) return;
+      list.replaceChildren(...cur.members.map((m) => {
+        const u = chat.users.get(m.user_id);
+        const p = chat.presence.get(m.user_id);
+        const status = m.user_id === chat.me.id ? 'you' : p?.status === 'online' ? 'online' : p ? lastSeen(p.last_seen_at) : '';
+        return h('li', { class: 'member' },
+          avatar(m.user_id, chat.nameOf(m.user_id), 'small'),
+          h('span', { class: 'member-name' },
+            h('span', { text: chat.nameOf(m.user_id) }),
+            h('span', { class: 'member-user', text: u ? `@${u.username}` : '' })),
+          h('span', { class: 'member-meta', text: [m.role === 'admin' ? 'admin' : '', status].filter(Boolean).join(' · ') }));
+      }));
+    };
+    fill();
+    const off = chat.on('change', fill);
+    const body = h('div', { class: 'dialog-form' }, list);
+    if (chat.isAdmin(c)) {
+      const who = h('input', { id: 'm-add', placeholder: 'username', autocapitalize: 'none', spellcheck: 'false' });
+      const error = h('p', { class: 'form-error', role: 'alert' });
+      const add = h('button', { type: 'submit', class: 'btn primary small' }, icon('plus'), 'Add');
+      const form = h('form', { class: 'add-member' }, h('label', { for: 'm-add', class: 'sr-only' }, 'Add someone'), who, add);
+      form.addEventListener('submit', async (e) => {
+        e.preventDefault();
+        error.textContent = '';
+        if (!who.value.trim()) return;
+        add.disabled = true;
+        try {
+          await chat.addMember(cid, who.value);
+          who.value = '';
+        } catch (err) {
+          error.textContent = err.message;
+        } finally {
+          add.disabled = false;
+        }
+      });
+      body.append(h('h3', { text: 'Add someone' }), form, error);
+    }
+    const leave = h('button', { type: 'button', class: 'btn danger small' }, 'Leave group');
+    leave.addEventListener('click', async () => {
+      leave.disabled = true;
+      try {
+        await chat.leave(cid);
+        dlg.close();
+        this.go(null);
+      } catch (err) {
+        this.toast(err.message);
+        leave.disabled = false;
+      }
+    });
+    body.append(h('div', { class: 'dialog-actions' }, leave));
+    const dlg = this.#dialog(c.title || 'Group', body, off);
+  }
+
+  // ---- notifications ----
+
+  #notify(c, m) {
+    if (document.visibilityState !== 'hidden') return;
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    const chat = this.chat;
+    const title = c.type === 'group' ? `${chat.nameOf(m.sender_id)} in ${c.title}` : chat.nameOf(m.sender_id);
+    const text = m.text || '';
+    try {
+      const n = new Notification(title, { body: text.length > 200 ? `${text.slice(0, 199)}…` : text, tag: c.id, icon: '/icon.svg' });
+      n.onclick = () => {
+        window.focus();
+        this.go(c.id);
+        n.close();
+      };
+    } catch {
+      // Some browsers only show notifications from a service worker.
+    }
+  }
+}
