@@ -101,7 +101,12 @@ func TestLastSeen(t *testing.T) {
 	db, _ := openTestDB(t)
 	ctx := context.Background()
 	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
-	t1 := parley.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 6e6, time.UTC))
+	// A user who never connected was last seen registering.
+	seen, err := db.LastSeen(ctx, []string{bob.ID})
+	if err != nil || !seen[bob.ID].Equal(bob.CreatedAt.Time) {
+		t.Fatalf("LastSeen(new user) = %v, %v; want its created_at %v", seen, err, bob.CreatedAt)
+	}
+	t1 := parley.NewTime(bob.CreatedAt.Add(time.Hour))
 	if err := db.SetLastSeen(ctx, alice.ID, t1); err != nil {
 		t.Fatal(err)
 	}
@@ -112,12 +117,12 @@ func TestLastSeen(t *testing.T) {
 	if err := db.SetLastSeen(ctx, mustID(t), t1); err != nil {
 		t.Errorf("SetLastSeen(unknown user) = %v, want nil", err)
 	}
-	seen, err := db.LastSeen(ctx, []string{alice.ID, bob.ID, "nobody"})
+	seen, err = db.LastSeen(ctx, []string{alice.ID, bob.ID, "nobody"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(seen) != 1 || !seen[alice.ID].Equal(t1.Time) {
-		t.Errorf("LastSeen = %v, want only alice at %v", seen, t1)
+	if len(seen) != 2 || !seen[alice.ID].Equal(t1.Time) || !seen[bob.ID].Equal(bob.CreatedAt.Time) {
+		t.Errorf("LastSeen = %v, want alice at %v and bob at registration", seen, t1)
 	}
 	seen, err = db.LastSeen(ctx, nil)
 	if err != nil || len(seen) != 0 {
