@@ -22,6 +22,37 @@ func (c *Client) SearchUsers(ctx context.Context, prefix string) ([]parley.User,
 	return res.Users, nil
 }
 
+// LookupUser returns a user given by id or by username (matched exactly,
+// without regard to case, with or without a leading @). An unknown one is
+// not_found.
+func (c *Client) LookupUser(ctx context.Context, who string) (parley.User, error) {
+	who = strings.TrimSpace(who)
+	if _, err := uuid.Parse(who); err == nil {
+		var u parley.User
+		if err := c.call(ctx, http.MethodGet, "/api/users/"+url.PathEscape(who), nil, nil, &u, true); err != nil {
+			return parley.User{}, err
+		}
+		return u, nil
+	}
+	return c.findUsername(ctx, who)
+}
+
+// findUsername returns the user whose username is exactly name. The
+// search answers prefixes, so the exact match is picked from them.
+func (c *Client) findUsername(ctx context.Context, name string) (parley.User, error) {
+	want := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(name), "@"))
+	users, err := c.SearchUsers(ctx, want)
+	if err != nil {
+		return parley.User{}, err
+	}
+	for _, u := range users {
+		if u.Username == want {
+			return u, nil
+		}
+	}
+	return parley.User{}, parley.Errorf(parley.CodeNotFound, "no user %q", name)
+}
+
 // resolveUser turns a username or a user id into a user id. A username
 // that matches no user exactly is not_found.
 func (c *Client) resolveUser(ctx context.Context, who string) (string, error) {
@@ -29,17 +60,8 @@ func (c *Client) resolveUser(ctx context.Context, who string) (string, error) {
 	if _, err := uuid.Parse(who); err == nil {
 		return who, nil
 	}
-	name := strings.ToLower(strings.TrimPrefix(who, "@"))
-	users, err := c.SearchUsers(ctx, name)
-	if err != nil {
-		return "", err
-	}
-	for _, u := range users {
-		if u.Username == name {
-			return u.ID, nil
-		}
-	}
-	return "", parley.Errorf(parley.CodeNotFound, "no user %q", who)
+	u, err := c.findUsername(ctx, who)
+	return u.ID, err
 }
 
 // CreateDirect opens the direct conversation with a user, given by

@@ -40,8 +40,10 @@
 //
 // Register and Login store the token pair; the access token's lifetime is
 // measured on the device's clock from expires_in, so clock skew does not
-// matter. A token is replaced at 80% of its lifetime: before any REST call
-// or connection that finds it due, and, on an open connection, by a timer
+// matter. A token is replaced at 80% of its lifetime, the lifetime counted
+// one second short (at most halved), because the token's exp has whole
+// seconds and may end it up to a second early: before any REST call or
+// connection that finds it due, and, on an open connection, by a timer
 // that refreshes and sends the new token in an auth frame (the server would
 // otherwise close with 4001 when the old one expires). A 401 answer or a
 // 4001 close refreshes at once and retries once.

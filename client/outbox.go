@@ -59,10 +59,18 @@ func (c *Client) Send(ctx context.Context, convID, text string) (string, error) 
 	return it.ClientMessageID, nil
 }
 
+// sharedPoll is how often WaitSent looks at the store again without being
+// woken: another process on the same profile (the chat UI and a CLI
+// command, say) may send the message and store its ack, and nothing in
+// this process hears of it.
+const sharedPoll = time.Second
+
 // WaitSent waits until the message Send returned clientMessageID for is
 // acknowledged, and returns it with its id and seq. A message the server
 // refused returns with StatusFailed and an error with the server's code.
 func (c *Client) WaitSent(ctx context.Context, clientMessageID string) (Message, error) {
+	poll := time.NewTicker(sharedPoll)
+	defer poll.Stop()
 	for {
 		c.mu.Lock()
 		ch := c.changed
@@ -84,6 +92,15 @@ func (c *Client) WaitSent(ctx context.Context, clientMessageID string) (Message,
 			return Message{}, err
 		}
 		if !ok {
+			// The ack may have moved it from the outbox to the messages
+			// (one transaction) between the two reads: look again.
+			_, stored, err := c.store.messageByClientID(ctx, clientMessageID, me)
+			if err != nil {
+				return Message{}, err
+			}
+			if stored {
+				continue
+			}
 			return Message{}, parley.Errorf(parley.CodeNotFound, "no message %s", clientMessageID)
 		}
 		if it.State == outboxFailed {
@@ -91,6 +108,7 @@ func (c *Client) WaitSent(ctx context.Context, clientMessageID string) (Message,
 		}
 		select {
 		case <-ch:
+		case <-poll.C:
 		case <-ctx.Done():
 			return outboxMessage(it, me), ctx.Err()
 		}
@@ -139,6 +157,22 @@ func (c *Client) Discard(ctx context.Context, clientMessageID string) error {
 	}
 	c.notify()
 	return nil
+}
+
+// Outbox returns the user's messages that the server has not
+// acknowledged, pending or failed, of every conversation in send order.
+// It does no network I/O.
+func (c *Client) Outbox(ctx context.Context) ([]Message, error) {
+	items, err := c.store.outbox(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	me := c.me()
+	out := make([]Message, len(items))
+	for i, it := range items {
+		out[i] = outboxMessage(it, me)
+	}
+	return out, nil
 }
 
 // sendResult is the outcome of one message.send.
@@ -249,6 +283,10 @@ func (c *Client) handleSendResult(s *session, r sendResult) time.Duration {
 			return time.Second
 		}
 		c.emitApplied(c.ctx, res)
+		// Wake WaitSent even when the outbox item was already gone: the
+		// user's own message.new, seen by another client on this profile,
+		// may have confirmed it first.
+		c.notify()
 		if res.Gap {
 			s.markDirty(ack.Message.ConversationID, fillMessages)
 		}

@@ -1,5 +1,7 @@
-// Command parley is the Parley chat server and, in later releases, its
-// terminal client. `parley serve` runs the whole backend on one machine.
+// Command parley is the Parley chat server and its terminal client.
+// `parley serve` runs the whole backend on one machine; `parley chat` and
+// the other client commands talk to it through the Go SDK (package
+// client), one profile folder per user.
 package main
 
 import (
@@ -27,6 +29,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, args[1:], stdout, stderr)
 	case "bench":
 		err = bench(ctx, args[1:], stdout, stderr)
+	case "register", "login", "logout", "conversations", "new", "send", "history", "listen", "chat":
+		err = clientCommand(ctx, args[0], args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -53,9 +57,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprint(w, `usage: parley <command> [flags]
 
-commands:
-  serve    run the chat server (see: parley serve -h)
-  bench    load a running server and measure ack and delivery latency
+server:
+  serve          run the chat server (see: parley serve -h)
+  bench          load a running server and measure ack and delivery latency
+
+client (each takes --server and --profile; see: parley <command> -h):
+  register USER  create an account and log in as it
+  login USER     log in
+  logout         log out and delete this profile's local data
+  conversations  list conversations with unread counts
+  new USER       open a direct conversation (--group TITLE USER... for a group)
+  send CONV TEXT send a message; queued while offline (--wait waits for the ack)
+  history CONV   print a conversation's messages
+  listen         print events as JSON lines until interrupted
+  chat [CONV]    full-screen chat in the terminal
+
+CONV is a conversation id or, for a direct conversation, the other user's
+username. Every flag can also be set as PARLEY_<FLAG> (PARLEY_SERVER,
+PARLEY_PROFILE, PARLEY_PASSWORD, ...).
 `)
 }
 
@@ -78,6 +97,12 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
+	return flagsFromEnv(fs)
+}
+
+// flagsFromEnv fills every flag of fs not given on the command line from
+// its environment variable PARLEY_<FLAG>.
+func flagsFromEnv(fs *flag.FlagSet) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
