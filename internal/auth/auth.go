@@ -251,6 +251,12 @@ func (s *Service) startSession(ctx context.Context, u parley.User) (Tokens, erro
 
 func (s *Service) tokens(u parley.User, familyID, refreshSecret string) (Tokens, error) {
 	now := time.Now()
+	// JWT times are whole seconds: round the expiry up, so that the token
+	// lives at least the expires_in the client is told.
+	exp := now.Add(s.accessTTL)
+	if r := exp.Truncate(time.Second); !r.Equal(exp) {
+		exp = r.Add(time.Second)
+	}
 	// The family id travels as jti: the access token belongs to that login,
 	// and a revoked family refuses it before it expires.
 	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.RegisteredClaims{
@@ -258,7 +264,7 @@ func (s *Service) tokens(u parley.User, familyID, refreshSecret string) (Tokens,
 		Subject:   u.ID,
 		ID:        familyID,
 		IssuedAt:  jwt.NewNumericDate(now),
-		ExpiresAt: jwt.NewNumericDate(now.Add(s.accessTTL)),
+		ExpiresAt: jwt.NewNumericDate(exp),
 	})
 	access, err := tok.SignedString(s.key)
 	if err != nil {
