@@ -396,23 +396,29 @@ func (s *store) conv(ctx context.Context, id string) (convRow, error) {
 
 // convs returns the rows of every conversation, latest activity first.
 func (s *store) convs(ctx context.Context) ([]convRow, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+convColumns+` FROM conversations ORDER BY updated_at DESC, id`)
+	out, err := queryAll(ctx, s.db, scanConv, `SELECT `+convColumns+` FROM conversations ORDER BY updated_at DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list conversations: %w", err)
 	}
-	defer rows.Close()
-	var out []convRow
-	for rows.Next() {
-		c, err := scanConv(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list conversations: %w", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list conversations: %w", err)
-	}
 	return out, nil
+}
+
+// queryAll runs a query and scans every row with scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }
 
 // unread counts the messages of others after readSeq in the local store.
@@ -729,21 +735,9 @@ func (s *store) messages(ctx context.Context, convID string, beforeSeq int64, li
 	if beforeSeq <= 0 {
 		beforeSeq = 1<<63 - 1
 	}
-	rows, err := s.db.QueryContext(ctx, `SELECT `+messageColumns+` FROM messages
+	out, err := queryAll(ctx, s.db, scanMessage, `SELECT `+messageColumns+` FROM messages
 		WHERE conversation_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`, convID, beforeSeq, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read messages of %s: %w", convID, err)
-	}
-	defer rows.Close()
-	var out []parley.Message
-	for rows.Next() {
-		m, err := scanMessage(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read messages of %s: %w", convID, err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read messages of %s: %w", convID, err)
 	}
 	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
@@ -822,21 +816,9 @@ func (s *store) outboxItem(ctx context.Context, cmid string) (outboxItem, bool, 
 // outbox returns the outbox items of one conversation ("" for all), in
 // send order.
 func (s *store) outbox(ctx context.Context, convID string) ([]outboxItem, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+	out, err := queryAll(ctx, s.db, scanOutbox, `SELECT `+outboxColumns+` FROM outbox
 		WHERE ? = '' OR conversation_id = ? ORDER BY pos`, convID, convID)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
-	}
-	defer rows.Close()
-	var out []outboxItem
-	for rows.Next() {
-		it, err := scanOutbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read outbox: %w", err)
-		}
-		out = append(out, it)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read outbox: %w", err)
 	}
 	return out, nil
@@ -846,22 +828,10 @@ func (s *store) outbox(ctx context.Context, convID string) ([]outboxItem, error)
 // send order: the next message each conversation may send. A failed item
 // does not hold back the ones after it.
 func (s *store) pendingHeads(ctx context.Context) ([]outboxItem, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+outboxColumns+` FROM outbox
+	out, err := queryAll(ctx, s.db, scanOutbox, `SELECT `+outboxColumns+` FROM outbox
 		WHERE pos IN (SELECT MIN(pos) FROM outbox WHERE state = ? GROUP BY conversation_id) ORDER BY pos`, outboxPending)
 	if err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
-	}
-	defer rows.Close()
-	var out []outboxItem
-	for rows.Next() {
-		it, err := scanOutbox(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read outbox: %w", err)
-		}
-		out = append(out, it)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read outbox: %w", err)
+		return nil, fmt.Errorf("read pending outbox: %w", err)
 	}
 	return out, nil
 }
