@@ -68,6 +68,17 @@ type Store interface {
 	// read moves delivered too) and, when it moved, publishes a receipt.
 	MarkReceipt(ctx context.Context, conversationID, callerID string, kind ReceiptKind, seq int64) (moved bool, err error)
 
+	// SetMute mutes a conversation for callerID until the given time, or
+	// for ever when until is nil: a muted conversation sends callerID no
+	// push and does not count in their badge. not_found if not a member.
+	SetMute(ctx context.Context, conversationID, callerID string, until *Time) error
+	// ClearMute unmutes a conversation for callerID (a conversation that
+	// is not muted stays so). not_found if not a member.
+	ClearMute(ctx context.Context, conversationID, callerID string) error
+	// MuteOf returns callerID's mute of a conversation: not muted when
+	// there is none or it has ended. not_found if not a member.
+	MuteOf(ctx context.Context, conversationID, callerID string) (Mute, error)
+
 	// PutDeviceToken registers a token to its user, moving it from another
 	// user if needed; created is false when the caller already had it.
 	PutDeviceToken(ctx context.Context, t DeviceToken) (created bool, err error)
@@ -79,6 +90,13 @@ type Store interface {
 	SetLastSeen(ctx context.Context, userID string, at Time) error
 	// LastSeen returns the last-seen times it knows for the given users.
 	LastSeen(ctx context.Context, userIDs []string) (map[string]Time, error)
+}
+
+// Mute says whether a member has muted a conversation, and until when: nil
+// Until while muted is for ever.
+type Mute struct {
+	Muted bool
+	Until *Time
 }
 
 // RefreshToken is a stored refresh token. Only the hash of the secret is kept.

@@ -24,6 +24,9 @@ const (
 	TypeRoomJoin    = "room.join"
 	TypeRoomLeave   = "room.leave"
 	TypeSync        = "sync"
+	// TypeAppState is an extension of the contract (docs/protocol.md,
+	// "Extensions"): the app went to the background or came back.
+	TypeAppState = "app.state"
 )
 
 // Frame types sent by the server (receipt and typing are shared).
@@ -155,6 +158,20 @@ type Sync struct {
 	Limit         int              `json:"limit,omitempty"`
 	Cursor        string           `json:"cursor,omitempty"`
 }
+
+// AppState is the payload of app.state.
+type AppState struct {
+	State AppStateValue `json:"state"`
+}
+
+// AppStateValue is background or foreground.
+type AppStateValue string
+
+// App states. A new connection is in the foreground.
+const (
+	AppBackground AppStateValue = "background"
+	AppForeground AppStateValue = "foreground"
+)
 
 // Server-to-client payloads.
 

@@ -40,13 +40,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&lim.TypingBurst, "typing-burst", d.TypingBurst, "typing frames in a burst (excess dropped)")
 	fs.Float64Var(&lim.TypingPerSecond, "typing-rate", d.TypingPerSecond, "typing frames per second (excess dropped)")
 	fs.IntVar(&lim.MaxGroupMembers, "max-group-members", d.MaxGroupMembers, "largest group")
-	// Push settings are part of the contract's flag set; sending pushes is a
-	// later release, so they are accepted and reported, not used yet.
-	apnsKey := fs.String("apns-key-file", "", "APNs .p8 key file (push: later release)")
-	fs.String("apns-key-id", "", "APNs key id")
-	fs.String("apns-team-id", "", "Apple team id")
-	fs.String("apns-topic", "", "app bundle id")
-	fs.String("apns-url", "", "replaces both APNs hosts")
+	var apnsCfg server.APNsConfig
+	fs.StringVar(&apnsCfg.KeyFile, "apns-key-file", "", "APNs .p8 token-signing key; without it iOS pushes are off")
+	fs.StringVar(&apnsCfg.KeyID, "apns-key-id", "", "APNs key id")
+	fs.StringVar(&apnsCfg.TeamID, "apns-team-id", "", "Apple team id")
+	fs.StringVar(&apnsCfg.Topic, "apns-topic", "", "the iOS app's bundle id")
+	fs.StringVar(&apnsCfg.URL, "apns-url", "", "replaces both APNs hosts (a stand-in or a proxy)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -54,11 +53,6 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return usageError{err}
-	}
-	if *apnsKey == "" {
-		log.Info("no APNs key: iOS push notifications are off")
-	} else {
-		log.Warn("APNs push is not implemented in this release; the key is ignored")
 	}
 	var allowed []string
 	for _, o := range strings.Split(*origins, ",") {
@@ -79,6 +73,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Limits:          lim,
 		ShutdownTimeout: *shutdown,
 		Logger:          log,
+		APNs:            apnsCfg,
 	})
 	if err != nil {
 		return err

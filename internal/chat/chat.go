@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/parley-chat/parley"
@@ -411,4 +412,44 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// maxMute is the farthest a timed mute may reach; longer is "for ever".
+const maxMute = 100 * 365 * 24 * time.Hour
+
+// Mute mutes a conversation for callerID until the given time, or for ever
+// when until is nil: no push notifications for it, and its messages leave
+// the badge. A time that is not in the future is invalid_argument.
+func (s *Service) Mute(ctx context.Context, callerID, conversationID string, until *parley.Time) error {
+	if err := s.requests.allow(callerID); err != nil {
+		return err
+	}
+	if !validID(conversationID) {
+		return notFound()
+	}
+	if until != nil {
+		if d := time.Until(until.Time); d <= 0 || d > maxMute {
+			return parley.Errorf(parley.CodeInvalidArgument, "until must be a time in the future (or null for ever)")
+		}
+	}
+	return s.store.SetMute(ctx, conversationID, callerID, until)
+}
+
+// Unmute ends callerID's mute of a conversation, if any.
+func (s *Service) Unmute(ctx context.Context, callerID, conversationID string) error {
+	if err := s.requests.allow(callerID); err != nil {
+		return err
+	}
+	if !validID(conversationID) {
+		return notFound()
+	}
+	return s.store.ClearMute(ctx, conversationID, callerID)
+}
+
+// MuteOf returns callerID's mute of a conversation.
+func (s *Service) MuteOf(ctx context.Context, callerID, conversationID string) (parley.Mute, error) {
+	if !validID(conversationID) {
+		return parley.Mute{}, notFound()
+	}
+	return s.store.MuteOf(ctx, conversationID, callerID)
 }

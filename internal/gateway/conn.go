@@ -84,6 +84,11 @@ type conn struct {
 	// connection, to skip duplicates within one fan-out.
 	lastEvent atomic.Uint64
 
+	// background is set while the client says its app is in the
+	// background (app.state): the connection then does not count as live
+	// for push notifications. A new connection is in the foreground.
+	background atomic.Bool
+
 	mu         sync.Mutex // guards familyID, expiry, rooms and registered
 	familyID   string
 	expiry     *time.Timer

@@ -12,6 +12,10 @@
 // never misses an event silently; it reconnects and calls sync. The indexes
 // that fan-out reads (user → connections, room → joined connections) are
 // sharded maps, each shard under its own mutex.
+//
+// Beyond the contract, a client may say that its app went to the background
+// (app.state, docs/protocol.md "Extensions"); HasForegroundConnection, which
+// the push worker asks before sending a push, leaves such connections out.
 package gateway
 
 import (
@@ -215,7 +219,7 @@ func New(a Authenticator, c Chat, bus parley.Bus, opts Options) *Gateway {
 		wire.TypeSyncResult, wire.TypeError, wire.TypeMessageNew, wire.TypeReceipt, wire.TypeTyping,
 		wire.TypePresence, wire.TypeConversationUpdated)
 	g.framesReceived = counters(g.m.FramesReceived, wire.TypeAuth, wire.TypeMessageSend, wire.TypeReceipt,
-		wire.TypeTyping, wire.TypeRoomJoin, wire.TypeRoomLeave, wire.TypeSync, typeUnknown, typeMalformed)
+		wire.TypeTyping, wire.TypeRoomJoin, wire.TypeRoomLeave, wire.TypeSync, wire.TypeAppState, typeUnknown, typeMalformed)
 	for i := range shards {
 		g.users[i].users = make(map[string]*userEntry)
 		g.rooms[i].rooms = make(map[string]*room)

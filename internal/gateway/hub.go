@@ -133,6 +133,26 @@ func (g *Gateway) online(userID string) bool {
 	return e != nil && len(e.conns) > 0
 }
 
+// HasForegroundConnection reports whether userID has a connection in this
+// process whose app is not in the background (see app.state): one that
+// will show a new message at once, so that a push would be noise. It takes
+// only the user's shard lock and is safe for concurrent use.
+func (g *Gateway) HasForegroundConnection(userID string) bool {
+	sh := &g.users[g.shard(userID)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	e := sh.users[userID]
+	if e == nil {
+		return false
+	}
+	for _, c := range e.conns {
+		if !c.background.Load() && !c.closing() {
+			return true
+		}
+	}
+	return false
+}
+
 // syncPresence publishes the user's presence when it differs from what was
 // last published: online while the user has a connection here, offline
 // otherwise. It publishes the current state rather than the change that

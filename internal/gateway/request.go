@@ -33,6 +33,8 @@ func (c *conn) handle(data []byte) {
 		c.roomLeave(f)
 	case wire.TypeSync:
 		c.sync(f)
+	case wire.TypeAppState:
+		c.appState(f)
 	default:
 		c.replyError(f.ID, parley.Errorf(parley.CodeInvalidArgument, "unknown frame type %q", truncate(f.Type, 32)))
 	}
@@ -172,6 +174,26 @@ func (c *conn) sync(f wire.Frame) {
 		return
 	}
 	c.reply(wire.TypeSyncResult, f.ID, res)
+}
+
+// appState records whether the client's app is in the background, where
+// the connection does not count as live for push notifications.
+func (c *conn) appState(f wire.Frame) {
+	var p wire.AppState
+	if err := wire.DecodePayload(f, &p); err != nil {
+		c.replyError(f.ID, err)
+		return
+	}
+	switch p.State {
+	case wire.AppBackground:
+		c.background.Store(true)
+	case wire.AppForeground:
+		c.background.Store(false)
+	default:
+		c.replyError(f.ID, parley.Errorf(parley.CodeInvalidArgument, "state must be background or foreground"))
+		return
+	}
+	c.reply(wire.TypeOK, f.ID, nil)
 }
 
 // reply queues a frame for this connection alone.

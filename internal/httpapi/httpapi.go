@@ -46,6 +46,9 @@ type Chat interface {
 	Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64) error
 	RegisterDeviceToken(ctx context.Context, callerID string, platform parley.Platform, token, environment string) (bool, error)
 	DeleteDeviceToken(ctx context.Context, callerID, token string) error
+	Mute(ctx context.Context, callerID, conversationID string, until *parley.Time) error
+	Unmute(ctx context.Context, callerID, conversationID string) error
+	MuteOf(ctx context.Context, callerID, conversationID string) (parley.Mute, error)
 }
 
 var (
@@ -146,6 +149,10 @@ func (h *api) routes() {
 	h.handle("GET /api/conversations/{id}/messages", h.authed(h.history))
 	h.handle("POST /api/conversations/{id}/messages", h.authed(h.send))
 	h.handle("POST /api/conversations/{id}/receipts", h.authed(h.receipt))
+	// An extension of the contract (docs/protocol.md, "Extensions").
+	h.handle("GET /api/conversations/{id}/mute", h.authed(h.getMute))
+	h.handle("PUT /api/conversations/{id}/mute", h.authed(h.putMute))
+	h.handle("DELETE /api/conversations/{id}/mute", h.authed(h.deleteMute))
 
 	h.handle("POST /api/device-tokens", h.authed(h.registerDeviceToken))
 	// The token is the rest of the path: a web token is a JSON string, so

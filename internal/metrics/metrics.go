@@ -37,6 +37,19 @@ type Metrics struct {
 	StoreLatency *prometheus.HistogramVec
 	// HTTPRequests counts REST requests by route pattern and status code.
 	HTTPRequests *prometheus.CounterVec
+	// PushSent counts pushes accepted by their push service, by platform.
+	PushSent *prometheus.CounterVec
+	// PushFailed counts pushes given up, by platform: a permanent error,
+	// or retried for longer than a day.
+	PushFailed *prometheus.CounterVec
+	// PushRetried counts failed attempts that will be repeated, by platform.
+	PushRetried *prometheus.CounterVec
+	// PushSkipped counts queued pushes not sent because the recipient had a
+	// foreground connection when their turn came, by platform.
+	PushSkipped *prometheus.CounterVec
+	// PushTokensDeleted counts device tokens deleted because their push
+	// service said they are no longer valid, by platform.
+	PushTokensDeleted *prometheus.CounterVec
 }
 
 // New creates the metrics in a fresh registry, with the Go runtime and
@@ -78,10 +91,26 @@ func New(queueDepth func() float64) *Metrics {
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_http_requests_total", Help: "REST requests by route and status.",
 		}, []string{"route", "status"}),
+		PushSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_sent_total", Help: "Push notifications accepted by their push service, by platform.",
+		}, []string{"platform"}),
+		PushFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_failed_total", Help: "Push notifications given up (permanent error or too old), by platform.",
+		}, []string{"platform"}),
+		PushRetried: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_retried_total", Help: "Failed push attempts scheduled to be repeated, by platform.",
+		}, []string{"platform"}),
+		PushSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_skipped_total", Help: "Queued pushes not sent because the recipient was connected in the foreground, by platform.",
+		}, []string{"platform"}),
+		PushTokensDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_tokens_deleted_total", Help: "Device tokens deleted because their push service refused them, by platform.",
+		}, []string{"platform"}),
 	}
 	r.MustRegister(
 		m.Connections, m.ConnectionsClosed, m.MessagesStored, m.MessagesDelivered,
 		m.FramesSent, m.FramesReceived, m.SlowConsumers, m.RateLimited, m.StoreLatency, m.HTTPRequests,
+		m.PushSent, m.PushFailed, m.PushRetried, m.PushSkipped, m.PushTokensDeleted,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

@@ -30,6 +30,10 @@ type Alert struct {
 	SenderID       string
 	MessageID      string
 	Seq            int64
+	// Expires is when the push stops being worth delivering (a day after
+	// the message was stored): APNs's apns-expiration, Web Push's TTL.
+	// The zero time leaves it to the Sender.
+	Expires time.Time
 }
 
 // Sender delivers an alert to one device token of its platform. Send

@@ -1,7 +1,8 @@
 // Package server assembles a whole Parley node from its parts: the store,
-// the event bus, the auth and chat services, the REST API and the WebSocket
-// gateway. cmd/parley and the end-to-end tests both build a node through it,
-// so that what is tested is what runs.
+// the event bus, the auth and chat services, the REST API, the WebSocket
+// gateway, and the push worker with its senders. cmd/parley and the
+// end-to-end tests both build a node through it, so that what is tested is
+// what runs.
 package server
 
 import (
@@ -22,6 +23,7 @@ import (
 	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/localbus"
 	"github.com/parley-chat/parley/internal/metrics"
+	"github.com/parley-chat/parley/internal/push"
 	"github.com/parley-chat/parley/internal/sqlstore"
 	"github.com/parley-chat/parley/web"
 )
@@ -50,6 +52,8 @@ type Config struct {
 	// ShutdownTimeout bounds a graceful stop (default 10 s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// APNs configures iOS push notifications; without a key they are off.
+	APNs APNsConfig
 }
 
 // Server is one running node. Close it to release the store.
@@ -64,6 +68,7 @@ type Server struct {
 	metrics *metrics.Metrics
 	handler http.Handler
 	unsub   func()
+	push    *pushRunner // nil without push senders
 }
 
 // Open opens the data folder (creating it and the signing key on first
@@ -87,15 +92,22 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
+	senders, closeSenders, err := pushSenders(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+
 	s := &Server{cfg: cfg, log: log}
 	s.bus = localbus.New(8192)
 	s.metrics = metrics.New(func() float64 { return float64(s.bus.Len()) })
 	s.store, err = sqlstore.Open(ctx, filepath.Join(cfg.DataDir, "parley.db"), s.bus, sqlstore.Options{
 		Logger:         log,
 		ObserveLatency: s.metrics.ObserveStore,
+		PushPlatforms:  platforms(senders),
 	})
 	if err != nil {
 		s.bus.Close()
+		closeSenders()
 		return nil, err
 	}
 	s.unsub = s.bus.Subscribe(func(ev *parley.Event) {
@@ -118,6 +130,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		Logger:        log,
 		Metrics:       s.metrics,
 	})
+	if len(senders) > 0 {
+		s.push = runPush(push.NewWorker(s.store, s.gateway, s.bus, senders, push.Options{
+			Logger: log, Metrics: s.metrics,
+		}), closeSenders)
+	}
 	api := httpapi.New(s.auth, s.chat, httpapi.Options{
 		Ready:   s.store.Ping,
 		Logger:  log,
@@ -190,11 +207,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return errors.Join(errs...)
 }
 
-// Close closes the store (finishing queued writes) and the bus. Open
+// Close stops the push worker (pushes not yet sent stay queued for the next
+// start), closes the store (finishing queued writes) and the bus. Open
 // WebSockets are not closed: use Serve's graceful stop, or
 // Gateway().Shutdown first.
 func (s *Server) Close() error {
 	var err error
+	if s.push != nil {
+		s.push.stop() // before the store, which it writes to
+		s.push = nil
+	}
 	if s.store != nil {
 		err = s.store.Close()
 		s.store = nil

@@ -13,9 +13,20 @@ import (
 // BenchmarkSendMessageParallel measures durable sends (WAL, synchronous=FULL)
 // from many concurrent clients into a few conversations, which is where
 // group commit pays: one fsync per batch instead of one per message.
-func BenchmarkSendMessageParallel(b *testing.B) {
+func BenchmarkSendMessageParallel(b *testing.B) { benchmarkSend(b, false) }
+
+// BenchmarkSendMessageParallelWithPush is the same with every user owning
+// an iOS device: each message also queues 15 push jobs, each with a badge
+// summed over the recipient's 8 conversations, in its transaction.
+func BenchmarkSendMessageParallelWithPush(b *testing.B) { benchmarkSend(b, true) }
+
+func benchmarkSend(b *testing.B, withPush bool) {
 	ctx := context.Background()
-	db, err := Open(ctx, filepath.Join(b.TempDir(), "bench.db"), discard{}, Options{})
+	var opts Options
+	if withPush {
+		opts.PushPlatforms = []parley.Platform{parley.PlatformIOS}
+	}
+	db, err := Open(ctx, filepath.Join(b.TempDir(), "bench.db"), discard{}, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -25,6 +36,9 @@ func BenchmarkSendMessageParallel(b *testing.B) {
 	var ids []string
 	for i := range users {
 		ids = append(ids, newUser(b, db, fmt.Sprintf("bench%02d", i)).ID)
+		if withPush {
+			putToken(b, db, ids[i], parley.PlatformIOS, fmt.Sprintf("%064x", i))
+		}
 	}
 	var convIDs []string
 	for range convs {

@@ -18,12 +18,10 @@ const (
 	lastMessage = `LEFT JOIN messages m ON m.conversation_id = c.id AND m.seq = c.last_seq`
 
 	// The unread count of the member row me (or o): the messages after its
-	// read_seq that others sent. Being a correlated subquery, it gives a
-	// list of conversations or members their counts in the same query.
-	unreadMe = `(SELECT COUNT(*) FROM messages x
-		WHERE x.conversation_id = me.conversation_id AND x.seq > me.read_seq AND x.sender_id <> me.user_id)`
-	unreadO = `(SELECT COUNT(*) FROM messages x
-		WHERE x.conversation_id = o.conversation_id AND x.seq > o.read_seq AND x.sender_id <> o.user_id)`
+	// read_seq that others sent, kept in the row by SendMessage,
+	// MarkReceipt and AddMember.
+	unreadMe = `me.unread_count`
+	unreadO  = `o.unread_count`
 
 	memberColsO = `o.user_id, o.role, o.joined_at, o.delivered_seq, o.read_seq`
 
@@ -447,8 +445,11 @@ func (db *DB) AddMember(ctx context.Context, conversationID, actorID, userID str
 			return wrapInternal("add member", err)
 		}
 		now := millis(w.now)
-		if _, err := w.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
-			conversationID, userID, string(parley.RoleMember), now); err != nil {
+		// A new member has read nothing: every message of the others is
+		// unread (one who left and came back may have sent some).
+		if _, err := w.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at, unread_count)
+			VALUES (?, ?, ?, ?, (SELECT COUNT(*) FROM messages x WHERE x.conversation_id = ? AND x.sender_id <> ?))`,
+			conversationID, userID, string(parley.RoleMember), now, conversationID, userID); err != nil {
 			return fmt.Errorf("add member: %w", err)
 		}
 		if _, err := w.exec(`UPDATE conversations SET updated_at = ? WHERE id = ?`, now, conversationID); err != nil {

@@ -11,7 +11,8 @@ import (
 
 // PutDeviceToken registers t.Token to t.UserID. created is false when the
 // caller already had it (its platform and environment are updated); a token
-// of another user moves to the caller, with created true.
+// of another user moves to the caller, with created true, and the pushes
+// queued to it for the other user are dropped.
 func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, error) {
 	if t.Platform != parley.PlatformIOS && t.Platform != parley.PlatformWeb {
 		return false, parley.Errorf(parley.CodeInvalidArgument, "platform must be ios or web")
@@ -33,7 +34,11 @@ func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, e
 			_, err = w.exec(`UPDATE device_tokens SET platform = ?, environment = ? WHERE token = ?`,
 				string(t.Platform), t.Environment, t.Token)
 		default:
-			// A device now signed in as someone else: it is theirs, new.
+			// A device now signed in as someone else: it is theirs, new,
+			// and the pushes queued for the previous user are not theirs.
+			if _, err := w.exec(`DELETE FROM push_jobs WHERE token = ?`, t.Token); err != nil {
+				return fmt.Errorf("put device token: drop queued pushes: %w", err)
+			}
 			_, err = w.exec(`UPDATE device_tokens SET user_id = ?, platform = ?, environment = ?, created_at = ?
 				WHERE token = ?`, t.UserID, string(t.Platform), t.Environment, millis(w.now), t.Token)
 			created = true
@@ -49,8 +54,8 @@ func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, e
 	return created, nil
 }
 
-// DeleteDeviceToken deletes userID's token; an unknown token, or another
-// user's, changes nothing.
+// DeleteDeviceToken deletes userID's token and the pushes queued to it; an
+// unknown token, or another user's, changes nothing.
 func (db *DB) DeleteDeviceToken(ctx context.Context, userID, token string) error {
 	return db.write(ctx, "delete_device_token", func(w *writeTx) error {
 		if _, err := w.exec(`DELETE FROM device_tokens WHERE token = ? AND user_id = ?`, token, userID); err != nil {

@@ -21,9 +21,12 @@ func validKind(k parley.MessageKind) bool {
 
 // SendMessage stores a message from p.SenderID, a member of the
 // conversation (not_found otherwise), with the next seq, and publishes
-// message.new to all members. A repeated (conversation, sender,
-// client_message_id) returns the original with created false and publishes
-// nothing. It returns once the message is durable.
+// message.new to all members. In the same transaction it counts the message
+// as unread for the other members and queues a push job for each device of
+// the platforms in Options.PushPlatforms of each other member who has not
+// muted the conversation (see queuePush). A repeated (conversation, sender,
+// client_message_id) returns the original with created false, queues and
+// publishes nothing. It returns once the message is durable.
 func (db *DB) SendMessage(ctx context.Context, p parley.NewMessage) (parley.Message, bool, error) {
 	if !validKind(p.Kind) {
 		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "unknown message kind")
@@ -67,6 +70,13 @@ func (db *DB) SendMessage(ctx context.Context, p parley.NewMessage) (parley.Mess
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, p.ConversationID, seq, p.SenderID, p.ClientMessageID, string(p.Kind), p.Text, now); err != nil {
 			return fmt.Errorf("send message: insert: %w", err)
+		}
+		if _, err := w.exec(`UPDATE members SET unread_count = unread_count + 1
+			WHERE conversation_id = ? AND user_id <> ?`, p.ConversationID, p.SenderID); err != nil {
+			return fmt.Errorf("send message: unread counts: %w", err)
+		}
+		if err := db.queuePush(w, id, p.ConversationID, p.SenderID); err != nil {
+			return fmt.Errorf("send message: %w", err)
 		}
 		msg = parley.Message{
 			ID:              id,
@@ -210,9 +220,13 @@ func (db *DB) MarkReceipt(ctx context.Context, conversationID, callerID string, 
 			if to <= read {
 				return nil
 			}
-			_, err = w.exec(`UPDATE members SET read_seq = ?, delivered_seq = ?
+			// The unread count is recounted from the new watermark: usually
+			// nothing is left, and the count cannot drift.
+			_, err = w.exec(`UPDATE members SET read_seq = ?, delivered_seq = ?,
+				unread_count = (SELECT COUNT(*) FROM messages x
+					WHERE x.conversation_id = ? AND x.seq > ? AND x.sender_id <> ?)
 				WHERE conversation_id = ? AND user_id = ?`,
-				to, max(delivered, to), conversationID, callerID)
+				to, max(delivered, to), conversationID, to, callerID, conversationID, callerID)
 		}
 		if err != nil {
 			return fmt.Errorf("mark receipt: %w", err)

@@ -9,6 +9,10 @@
 // message.new for a conversation is published in increasing seq. Reads use a
 // separate pool of read-only connections, which WAL mode lets run alongside
 // the writer.
+//
+// Besides parley.Store, a DB is the push outbox (push.Queue): SendMessage
+// queues the message's push jobs in its own transaction, and the push worker
+// claims and finishes them (push.go).
 package sqlstore
 
 import (
@@ -42,6 +46,10 @@ type Options struct {
 	// MaxBatch is the most writes committed in one transaction, and the
 	// length of the write queue. Zero or less means 256.
 	MaxBatch int
+	// PushPlatforms are the device platforms for which SendMessage queues
+	// push jobs: those that have a push sender. Empty means none, for a
+	// store that no push worker serves.
+	PushPlatforms []parley.Platform
 }
 
 const (
@@ -64,6 +72,8 @@ type DB struct {
 	log      *slog.Logger
 	observe  func(op string, d time.Duration)
 	maxBatch int
+	// qQueuePush is qQueuePush for Options.PushPlatforms, or "" for none.
+	qQueuePush string
 
 	// bg is the context events are published with: the DB's lifetime, not
 	// any caller's, since a write once taken completes and publishes
@@ -104,6 +114,9 @@ func Open(ctx context.Context, path string, pub parley.Publisher, opts Options) 
 	}
 	if db.maxBatch <= 0 {
 		db.maxBatch = defaultMaxBatch
+	}
+	if db.qQueuePush, err = queuePushQuery(opts.PushPlatforms); err != nil {
+		return nil, err
 	}
 	db.reqs = make(chan *request, db.maxBatch)
 

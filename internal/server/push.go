@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/apns"
+	"github.com/parley-chat/parley/internal/push"
+)
+
+// APNsConfig configures iOS push notifications (the --apns-* flags).
+// Without a KeyFile they are off.
+type APNsConfig struct {
+	// KeyFile is the .p8 token-signing key; KeyID its id, TeamID the Apple
+	// team id, Topic the app's bundle id. All are required with a key.
+	KeyFile, KeyID, TeamID, Topic string
+	// URL replaces both APNs hosts (a stand-in, a proxy).
+	URL string
+	// RootCAs replaces the system roots for APNs's certificate (tests);
+	// nil means the system's, which SSL_CERT_FILE and SSL_CERT_DIR replace.
+	RootCAs *x509.CertPool
+}
+
+// pushSenders builds a push sender for each platform the configuration
+// allows. close releases them.
+func pushSenders(cfg Config, log *slog.Logger) (senders map[parley.Platform]push.Sender, close func(), err error) {
+	senders = map[parley.Platform]push.Sender{}
+	var closers []func()
+	close = func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	if cfg.APNs.KeyFile == "" {
+		log.Info("APNs key not configured: iOS push notifications are off")
+	} else {
+		key, err := apns.LoadKey(cfg.APNs.KeyFile)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := apns.New(apns.Options{
+			Key: key, KeyID: cfg.APNs.KeyID, TeamID: cfg.APNs.TeamID, Topic: cfg.APNs.Topic,
+			URL: cfg.APNs.URL, RootCAs: cfg.APNs.RootCAs,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w (see --apns-key-id, --apns-team-id, --apns-topic, --apns-url)", err)
+		}
+		senders[parley.PlatformIOS] = s
+		closers = append(closers, s.Close)
+		log.Info("APNs push notifications on", "topic", cfg.APNs.Topic, "key_id", cfg.APNs.KeyID)
+	}
+	return senders, close, nil
+}
+
+// platforms lists the platforms that have a sender: those the store queues
+// pushes for.
+func platforms(senders map[parley.Platform]push.Sender) []parley.Platform {
+	var ps []parley.Platform
+	for p := range senders {
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// pushRunner is the push worker's goroutine, owned by the Server.
+type pushRunner struct {
+	cancel       context.CancelFunc
+	done         chan struct{}
+	closeSenders func()
+}
+
+// runPush starts w; stop ends it.
+func runPush(w *push.Worker, closeSenders func()) *pushRunner {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &pushRunner{cancel: cancel, done: make(chan struct{}), closeSenders: closeSenders}
+	go func() {
+		defer close(p.done)
+		w.Run(ctx)
+	}()
+	return p
+}
+
+// stop ends the worker, waiting for the attempts under way (their jobs stay
+// queued for the next start), and releases the senders' connections.
+func (p *pushRunner) stop() {
+	p.cancel()
+	<-p.done
+	p.closeSenders()
+}

@@ -1,0 +1,88 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/parley-chat/parley"
+)
+
+// SetMute mutes a conversation for callerID until until, or for ever when
+// until is nil, replacing any mute before; not_found if callerID is not a
+// member. Leaving the conversation ends the mute.
+func (db *DB) SetMute(ctx context.Context, conversationID, callerID string, until *parley.Time) error {
+	var untilMS any // NULL: for ever
+	if until != nil {
+		untilMS = millis(*until)
+	}
+	return db.write(ctx, "set_mute", func(w *writeTx) error {
+		if err := isMember(&w.session, conversationID, callerID); err != nil {
+			return wrapInternal("set mute", err)
+		}
+		if _, err := w.exec(`INSERT INTO mutes (user_id, conversation_id, until) VALUES (?, ?, ?)
+			ON CONFLICT (user_id, conversation_id) DO UPDATE SET until = excluded.until`,
+			callerID, conversationID, untilMS); err != nil {
+			return fmt.Errorf("set mute: %w", err)
+		}
+		return nil
+	})
+}
+
+// ClearMute unmutes a conversation for callerID; not_found if callerID is
+// not a member. A conversation that is not muted stays so.
+func (db *DB) ClearMute(ctx context.Context, conversationID, callerID string) error {
+	return db.write(ctx, "clear_mute", func(w *writeTx) error {
+		if err := isMember(&w.session, conversationID, callerID); err != nil {
+			return wrapInternal("clear mute", err)
+		}
+		if _, err := w.exec(`DELETE FROM mutes WHERE user_id = ? AND conversation_id = ?`,
+			callerID, conversationID); err != nil {
+			return fmt.Errorf("clear mute: %w", err)
+		}
+		return nil
+	})
+}
+
+// MuteOf returns callerID's mute of a conversation; one that has ended is
+// no mute. not_found if callerID is not a member.
+func (db *DB) MuteOf(ctx context.Context, conversationID, callerID string) (parley.Mute, error) {
+	var mute parley.Mute
+	err := db.read(ctx, "mute_of", false, func(s *session) error {
+		var has bool
+		var until sql.NullInt64
+		err := s.queryRow(`SELECT mu.user_id IS NOT NULL, mu.until FROM members me
+			LEFT JOIN mutes mu ON mu.user_id = me.user_id AND mu.conversation_id = me.conversation_id
+			WHERE me.conversation_id = ? AND me.user_id = ?`, conversationID, callerID).Scan(&has, &until)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return errConversationNotFound()
+		case err != nil:
+			return fmt.Errorf("mute of: %w", err)
+		case !has:
+		case !until.Valid:
+			mute.Muted = true
+		case until.Int64 > nowMillis():
+			t := fromMillis(until.Int64)
+			mute.Muted, mute.Until = true, &t
+		}
+		return nil
+	})
+	if err != nil {
+		return parley.Mute{}, err
+	}
+	return mute, nil
+}
+
+// isMember answers not_found unless userID is a member of the conversation.
+func isMember(s *session, conversationID, userID string) error {
+	var n int
+	if err := s.queryRow(qIsMember, conversationID, userID).Scan(&n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return errConversationNotFound()
+	}
+	return nil
+}
