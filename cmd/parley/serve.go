@@ -46,9 +46,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&apnsCfg.TeamID, "apns-team-id", "", "Apple team id")
 	fs.StringVar(&apnsCfg.Topic, "apns-topic", "", "the iOS app's bundle id")
 	fs.StringVar(&apnsCfg.URL, "apns-url", "", "replaces both APNs hosts (a stand-in or a proxy)")
+	var webPush server.WebPushConfig
+	webPushOn := fs.Bool("web-push", true, "send Web Push notifications to browsers (VAPID key kept in the data folder)")
+	fs.StringVar(&webPush.Subject, "vapid-subject", "", "contact for push services, mailto: or https: (default mailto:admin@localhost)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	webPush.Disabled = !*webPushOn
 
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -74,6 +78,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ShutdownTimeout: *shutdown,
 		Logger:          log,
 		APNs:            apnsCfg,
+		WebPush:         webPush,
 	})
 	if err != nil {
 		return err

@@ -44,6 +44,18 @@ func (h *api) registerDeviceToken(w http.ResponseWriter, r *http.Request, caller
 	return nil
 }
 
+// vapidPublicKey answers the key a browser needs for
+// pushManager.subscribe, or 404 when Web Push is off.
+func (h *api) vapidPublicKey(w http.ResponseWriter, r *http.Request, _ string) error {
+	if h.vapid == "" {
+		return parley.Errorf(parley.CodeNotFound, "Web Push is not enabled on this server")
+	}
+	h.writeJSON(w, r, http.StatusOK, struct {
+		PublicKey string `json:"public_key"`
+	}{h.vapid})
+	return nil
+}
+
 // deleteDeviceToken deletes one of the caller's push tokens: 204, also for
 // an unknown or foreign token, which changes nothing. The mux has already
 // decoded the path, so an encoded "/" in a web token arrives as "/".

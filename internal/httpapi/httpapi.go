@@ -68,6 +68,9 @@ type Options struct {
 	// Metrics, if not nil, counts requests and rate-limit refusals and is
 	// served on /metrics; without it /metrics answers 404.
 	Metrics *metrics.Metrics
+	// VAPIDPublicKey is the Web Push application server key that browsers
+	// subscribe with (base64url); empty when Web Push is off.
+	VAPIDPublicKey string
 }
 
 // Request body limits. Most bodies are a few hundred bytes; the largest
@@ -98,6 +101,7 @@ type api struct {
 	// the chat service's text limit.
 	messageBodyBytes int64
 	mux              *http.ServeMux
+	vapid            string
 }
 
 // New returns the handler of the REST API and the operational endpoints.
@@ -111,6 +115,7 @@ func New(a Auth, c Chat, opts Options) http.Handler {
 		ready:   opts.Ready,
 		log:     opts.Logger,
 		metrics: opts.Metrics,
+		vapid:   opts.VAPIDPublicKey,
 		mux:     http.NewServeMux(),
 	}
 	if h.log == nil {
@@ -154,6 +159,7 @@ func (h *api) routes() {
 	h.handle("PUT /api/conversations/{id}/mute", h.authed(h.putMute))
 	h.handle("DELETE /api/conversations/{id}/mute", h.authed(h.deleteMute))
 
+	h.handle("GET /api/push/vapid-public-key", h.authed(h.vapidPublicKey))
 	h.handle("POST /api/device-tokens", h.authed(h.registerDeviceToken))
 	// The token is the rest of the path: a web token is a JSON string, so
 	// even URL-encoded it is safest not to assume it is one segment.

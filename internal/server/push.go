@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/apns"
 	"github.com/parley-chat/parley/internal/push"
+	"github.com/parley-chat/parley/internal/webpush"
 )
 
 // APNsConfig configures iOS push notifications (the --apns-* flags).
@@ -24,9 +26,22 @@ type APNsConfig struct {
 	RootCAs *x509.CertPool
 }
 
+// WebPushConfig configures browser push notifications. They are on unless
+// Disabled: the VAPID key pair is created in the data folder at first start.
+type WebPushConfig struct {
+	Disabled bool
+	// Subject is the contact (mailto: or https:) push services may use
+	// about this server; default mailto:admin@localhost.
+	Subject string
+	// AllowInsecureEndpoints lets subscriptions point at http:// and
+	// private addresses (tests and local stand-ins only).
+	AllowInsecureEndpoints bool
+}
+
 // pushSenders builds a push sender for each platform the configuration
-// allows. close releases them.
-func pushSenders(cfg Config, log *slog.Logger) (senders map[parley.Platform]push.Sender, close func(), err error) {
+// allows, and returns the VAPID public key when Web Push is on. close
+// releases the senders.
+func pushSenders(cfg Config, log *slog.Logger) (senders map[parley.Platform]push.Sender, vapidKey string, close func(), err error) {
 	senders = map[parley.Platform]push.Sender{}
 	var closers []func()
 	close = func() {
@@ -34,25 +49,37 @@ func pushSenders(cfg Config, log *slog.Logger) (senders map[parley.Platform]push
 			c()
 		}
 	}
+	if !cfg.WebPush.Disabled {
+		keys, err := webpush.LoadOrCreateVAPID(filepath.Join(cfg.DataDir, "vapid.key"))
+		if err != nil {
+			return nil, "", nil, err
+		}
+		senders[parley.PlatformWeb] = webpush.New(keys, webpush.Options{
+			Subscriber:             cfg.WebPush.Subject,
+			AllowInsecureEndpoints: cfg.WebPush.AllowInsecureEndpoints,
+			Logger:                 log,
+		})
+		vapidKey = keys.PublicKey()
+	}
 	if cfg.APNs.KeyFile == "" {
 		log.Info("APNs key not configured: iOS push notifications are off")
 	} else {
 		key, err := apns.LoadKey(cfg.APNs.KeyFile)
 		if err != nil {
-			return nil, nil, err
+			return nil, "", nil, err
 		}
 		s, err := apns.New(apns.Options{
 			Key: key, KeyID: cfg.APNs.KeyID, TeamID: cfg.APNs.TeamID, Topic: cfg.APNs.Topic,
 			URL: cfg.APNs.URL, RootCAs: cfg.APNs.RootCAs,
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w (see --apns-key-id, --apns-team-id, --apns-topic, --apns-url)", err)
+			return nil, "", nil, fmt.Errorf("%w (see --apns-key-id, --apns-team-id, --apns-topic, --apns-url)", err)
 		}
 		senders[parley.PlatformIOS] = s
 		closers = append(closers, s.Close)
 		log.Info("APNs push notifications on", "topic", cfg.APNs.Topic, "key_id", cfg.APNs.KeyID)
 	}
-	return senders, close, nil
+	return senders, vapidKey, close, nil
 }
 
 // platforms lists the platforms that have a sender: those the store queues

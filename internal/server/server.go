@@ -54,6 +54,8 @@ type Config struct {
 	Logger          *slog.Logger
 	// APNs configures iOS push notifications; without a key they are off.
 	APNs APNsConfig
+	// WebPush configures browser push notifications.
+	WebPush WebPushConfig
 }
 
 // Server is one running node. Close it to release the store.
@@ -92,7 +94,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 
-	senders, closeSenders, err := pushSenders(cfg, log)
+	senders, vapidKey, closeSenders, err := pushSenders(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -136,9 +138,10 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		}), closeSenders)
 	}
 	api := httpapi.New(s.auth, s.chat, httpapi.Options{
-		Ready:   s.store.Ping,
-		Logger:  log,
-		Metrics: s.metrics,
+		Ready:          s.store.Ping,
+		Logger:         log,
+		Metrics:        s.metrics,
+		VAPIDPublicKey: vapidKey,
 	})
 	app := web.Handler()
 	// Not a ServeMux: its path cleaning would answer unclean paths with an

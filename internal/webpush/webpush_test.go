@@ -1,6 +1,8 @@
 package webpush
 
 import (
+	"github.com/parley-chat/parley/internal/webpush/webpushtest"
+
 	"context"
 	"crypto/ecdh"
 	"crypto/rand"
@@ -29,7 +31,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 // newTestSender returns a Sender with fresh keys, allowed to reach the
 // local test push service, and that service.
-func newTestSender(t *testing.T, opts Options) (*Sender, *testPushService) {
+func newTestSender(t *testing.T, opts Options) (*Sender, *webpushtest.Service) {
 	t.Helper()
 	keys, err := LoadOrCreateVAPID(filepath.Join(t.TempDir(), "vapid.key"))
 	if err != nil {
@@ -42,7 +44,7 @@ func newTestSender(t *testing.T, opts Options) (*Sender, *testPushService) {
 	if opts.Logger == nil {
 		opts.Logger = quiet
 	}
-	ps := newTestPushService(t, keys.PublicKey(), opts.Subscriber)
+	ps := webpushtest.New(t, keys.PublicKey(), opts.Subscriber)
 	return New(keys, opts), ps
 }
 
@@ -114,24 +116,24 @@ func TestSendOutcomes(t *testing.T) {
 	s, ps := newTestSender(t, Options{})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sub := ps.subscribe(tt.reply)
-			err := s.Send(context.Background(), webToken(ps.token(sub)), testAlert)
+			sub := ps.Subscribe(tt.reply)
+			err := s.Send(context.Background(), webToken(ps.Token(sub)), testAlert)
 			checkOutcome(t, err, tt.want, tt.wantAfter, tt.afterTol)
 
 			// Whatever the answer, the push service got exactly one
 			// valid, decryptable push carrying the alert.
-			got, failures := sub.pushes()
+			got, failures := sub.Pushes()
 			if len(failures) > 0 {
 				t.Fatalf("push service refused the request: %v", failures)
 			}
 			if len(got) != 1 {
 				t.Fatalf("push service got %d pushes, want 1", len(got))
 			}
-			checkPayload(t, got[0].payload, wantPayload)
-			if got[0].size != recordSize {
-				t.Errorf("body of %d bytes, want the padded %d", got[0].size, recordSize)
+			checkPayload(t, got[0].Payload, wantPayload)
+			if got[0].Size != recordSize {
+				t.Errorf("body of %d bytes, want the padded %d", got[0].Size, recordSize)
 			}
-			if ttl := got[0].header.Get("TTL"); ttl != "86400" {
+			if ttl := got[0].Header.Get("TTL"); ttl != "86400" {
 				t.Errorf("TTL %q, want 86400 (the default day)", ttl)
 			}
 		})
@@ -197,23 +199,23 @@ func TestSendNetworkErrors(t *testing.T) {
 		}
 		addr := l.Addr().String()
 		l.Close()
-		sub := ps.subscribe(nil)
-		tok := strings.Replace(ps.token(sub), ps.srv.URL, "http://"+addr, 1)
+		sub := ps.Subscribe(nil)
+		tok := strings.Replace(ps.Token(sub), ps.URL(), "http://"+addr, 1)
 		checkOutcome(t, s.Send(context.Background(), webToken(tok), testAlert), "retry", 0, 0)
 	})
 
 	t.Run("timeout", func(t *testing.T) {
-		sub := ps.subscribe(func(w http.ResponseWriter, r *http.Request) {
+		sub := ps.Subscribe(func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done() // answer only once the client gave up
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()
-		err := s.Send(ctx, webToken(ps.token(sub)), testAlert)
+		err := s.Send(ctx, webToken(ps.Token(sub)), testAlert)
 		checkOutcome(t, err, "retry", 0, 0)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("Send = %v, want it to wrap context.DeadlineExceeded", err)
 		}
-		if strings.Contains(err.Error(), sub.path) {
+		if strings.Contains(err.Error(), sub.Path()) {
 			t.Errorf("error %q repeats the endpoint URL", err)
 		}
 	})
@@ -221,9 +223,9 @@ func TestSendNetworkErrors(t *testing.T) {
 
 func TestSendMalformedSubscription(t *testing.T) {
 	s, ps := newTestSender(t, Options{})
-	sub := ps.subscribe(nil)
+	sub := ps.Subscribe(nil)
 	var good map[string]any
-	if err := json.Unmarshal([]byte(ps.token(sub)), &good); err != nil {
+	if err := json.Unmarshal([]byte(ps.Token(sub)), &good); err != nil {
 		t.Fatal(err)
 	}
 	// with returns the good subscription with one change.
@@ -265,7 +267,7 @@ func TestSendMalformedSubscription(t *testing.T) {
 			checkOutcome(t, err, "gone", 0, 0)
 		})
 	}
-	if got, _ := sub.pushes(); len(got) != 0 {
+	if got, _ := sub.Pushes(); len(got) != 0 {
 		t.Errorf("%d malformed subscriptions reached the push service", len(got))
 	}
 
@@ -326,9 +328,9 @@ func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { retu
 func TestDefaultClientRefusesNonPublicAddresses(t *testing.T) {
 	_, ps := newTestSender(t, Options{})
 	c := defaultClient(false)
-	_, err := c.Get(ps.srv.URL)
+	_, err := c.Get(ps.URL())
 	if !errors.Is(err, errNotPublic) {
-		t.Fatalf("GET %s = %v, want errNotPublic", ps.srv.URL, err)
+		t.Fatalf("GET %s = %v, want errNotPublic", ps.URL(), err)
 	}
 	// And Send turns that into a dropped push, not a retry or a deletion.
 	keys, err := LoadOrCreateVAPID(filepath.Join(t.TempDir(), "vapid.key"))
@@ -339,18 +341,18 @@ func TestDefaultClientRefusesNonPublicAddresses(t *testing.T) {
 	// Bypass the URL rules to reach the dial check: it is what a public
 	// name with a private DNS answer would hit.
 	s.insecure = true
-	sub := ps.subscribe(nil)
-	checkOutcome(t, s.Send(context.Background(), webToken(ps.token(sub)), testAlert), "drop", 0, 0)
+	sub := ps.Subscribe(nil)
+	checkOutcome(t, s.Send(context.Background(), webToken(ps.Token(sub)), testAlert), "drop", 0, 0)
 }
 
 func TestSendWrongPlatformAndNoKey(t *testing.T) {
 	s, ps := newTestSender(t, Options{})
-	tok := webToken(ps.token(ps.subscribe(nil)))
+	tok := webToken(ps.Token(ps.Subscribe(nil)))
 	tok.Platform = parley.PlatformIOS
 	checkOutcome(t, s.Send(context.Background(), tok, testAlert), "drop", 0, 0)
 
 	s = New(Keys{}, Options{AllowInsecureEndpoints: true, Logger: quiet})
-	checkOutcome(t, s.Send(context.Background(), webToken(ps.token(ps.subscribe(nil))), testAlert), "drop", 0, 0)
+	checkOutcome(t, s.Send(context.Background(), webToken(ps.Token(ps.Subscribe(nil))), testAlert), "drop", 0, 0)
 }
 
 func TestSendOptions(t *testing.T) {
@@ -370,15 +372,15 @@ func TestSendOptions(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ps := newTestPushService(t, keys.PublicKey(), tt.wantSub)
+			ps := webpushtest.New(t, keys.PublicKey(), tt.wantSub)
 			s := New(keys, Options{Subscriber: tt.subscriber, TTL: tt.ttl, AllowInsecureEndpoints: true, Logger: quiet})
-			sub := ps.subscribe(nil)
-			checkOutcome(t, s.Send(context.Background(), webToken(ps.token(sub)), testAlert), "ok", 0, 0)
-			got, failures := sub.pushes()
+			sub := ps.Subscribe(nil)
+			checkOutcome(t, s.Send(context.Background(), webToken(ps.Token(sub)), testAlert), "ok", 0, 0)
+			got, failures := sub.Pushes()
 			if len(failures) > 0 || len(got) != 1 {
 				t.Fatalf("pushes %d, failures %v", len(got), failures)
 			}
-			if ttl := got[0].header.Get("TTL"); ttl != tt.wantTTL {
+			if ttl := got[0].Header.Get("TTL"); ttl != tt.wantTTL {
 				t.Errorf("TTL %q, want %q", ttl, tt.wantTTL)
 			}
 		})
@@ -390,17 +392,17 @@ func TestSendOptions(t *testing.T) {
 // JSON escapes to six bytes each, and the longest titles.
 func TestSendLongPayload(t *testing.T) {
 	s, ps := newTestSender(t, Options{})
-	sub := ps.subscribe(nil)
+	sub := ps.Subscribe(nil)
 	a := testAlert
 	a.Title = strings.Repeat("\U0001F600", 128)
 	a.Subtitle = strings.Repeat("é", 64)
 	a.Body = strings.Repeat("\x01", 199) + "…"
-	checkOutcome(t, s.Send(context.Background(), webToken(ps.token(sub)), a), "ok", 0, 0)
-	got, failures := sub.pushes()
+	checkOutcome(t, s.Send(context.Background(), webToken(ps.Token(sub)), a), "ok", 0, 0)
+	got, failures := sub.Pushes()
 	if len(failures) > 0 || len(got) != 1 {
 		t.Fatalf("pushes %d, failures %v", len(got), failures)
 	}
-	p := got[0].payload
+	p := got[0].Payload
 	if p["title"] != a.Title || p["subtitle"] != a.Subtitle {
 		t.Errorf("title or subtitle changed: %q, %q", p["title"], p["subtitle"])
 	}
@@ -414,9 +416,9 @@ func TestSendLongPayload(t *testing.T) {
 // -race it checks that nothing is shared between sends (webpush-go #83).
 func TestSendConcurrent(t *testing.T) {
 	s, ps := newTestSender(t, Options{})
-	subs := make([]*tsub, 8)
+	subs := make([]*webpushtest.Subscription, 8)
 	for i := range subs {
-		subs[i] = ps.subscribe(nil)
+		subs[i] = ps.Subscribe(nil)
 	}
 	var wg sync.WaitGroup
 	for i := range 32 {
@@ -424,7 +426,7 @@ func TestSendConcurrent(t *testing.T) {
 			a := testAlert
 			a.Seq = int64(i)
 			sub := subs[i%len(subs)]
-			if err := s.Send(context.Background(), webToken(ps.token(sub)), a); err != nil {
+			if err := s.Send(context.Background(), webToken(ps.Token(sub)), a); err != nil {
 				t.Errorf("Send %d: %v", i, err)
 			}
 		})
@@ -432,12 +434,12 @@ func TestSendConcurrent(t *testing.T) {
 	wg.Wait()
 	seen := map[float64]bool{}
 	for _, sub := range subs {
-		got, failures := sub.pushes()
+		got, failures := sub.Pushes()
 		if len(failures) > 0 {
 			t.Errorf("failures: %v", failures)
 		}
 		for _, r := range got {
-			seen[r.payload["seq"].(float64)] = true
+			seen[r.Payload["seq"].(float64)] = true
 		}
 	}
 	if len(seen) != 32 {

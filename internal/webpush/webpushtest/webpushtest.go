@@ -1,4 +1,8 @@
-package webpush
+// Package webpushtest is a stand-in for a browser vendor's Web Push service,
+// for tests: it hands out subscriptions as a browser would, checks each
+// push's VAPID authorization and headers, and decrypts its aes128gcm body
+// with the subscription's private key (RFC 8291), as the browser does.
+package webpushtest
 
 import (
 	"bytes"
@@ -26,23 +30,23 @@ import (
 	"time"
 )
 
-// testPushService is a stand-in for a browser vendor's push service. Each
+// Service is a stand-in for a browser vendor's push service. Each
 // subscription it hands out has its own path; a POST to that path is
 // checked (VAPID JWT and key, headers), decrypted with the subscription's
 // private key as the browser would, recorded, and answered as the
 // subscription's reply says.
-type testPushService struct {
+type Service struct {
 	t          *testing.T
 	srv        *httptest.Server
 	vapidKey   string // the k the Authorization header must carry
 	subscriber string // the sub claim expected
 
-	mu   sync.Mutex       // guards subs
-	subs map[string]*tsub // by path
+	mu   sync.Mutex               // guards subs
+	subs map[string]*Subscription // by path
 }
 
-// tsub is one browser subscription of the test push service.
-type tsub struct {
+// Subscription is one browser subscription of the test push service.
+type Subscription struct {
 	path string
 	priv *ecdh.PrivateKey
 	auth []byte
@@ -50,29 +54,41 @@ type tsub struct {
 	// reply answers each push; nil means 201 Created.
 	reply func(w http.ResponseWriter, r *http.Request)
 
-	mu       sync.Mutex // guards received and failures
-	received []received
+	mu       sync.Mutex // guards Received and failures
+	Received []Received
 	failures []string
 }
 
-// received is one push as the service worker would see it.
-type received struct {
-	payload map[string]any
-	header  http.Header
-	size    int // request body size
+// Received is one push as the service worker would see it.
+type Received struct {
+	Payload map[string]any
+	Header  http.Header
+	Size    int // request body size
 }
 
-func newTestPushService(t *testing.T, vapidKey, subscriber string) *testPushService {
+// New starts a push service that expects pushes signed with the VAPID
+// public key vapidKey and the given sub claim.
+func New(t *testing.T, vapidKey, subscriber string) *Service {
 	t.Helper()
-	ps := &testPushService{t: t, vapidKey: vapidKey, subscriber: subscriber, subs: map[string]*tsub{}}
+	ps := &Service{t: t, vapidKey: vapidKey, subscriber: subscriber, subs: map[string]*Subscription{}}
 	ps.srv = httptest.NewServer(http.HandlerFunc(ps.serve))
 	t.Cleanup(ps.srv.Close)
 	return ps
 }
 
-// subscribe creates a subscription as a browser would: a fresh P-256 key
+// Path is the subscription's path on the service, the secret part of its
+// endpoint.
+func (s *Subscription) Path() string { return s.path }
+
+// URL is the base URL of the service.
+func (ps *Service) URL() string { return ps.srv.URL }
+
+// Close shuts the service down: pushes then fail to connect.
+func (ps *Service) Close() { ps.srv.Close() }
+
+// Subscribe creates a subscription as a browser would: a fresh P-256 key
 // pair and a 16-byte auth secret.
-func (ps *testPushService) subscribe(reply func(http.ResponseWriter, *http.Request)) *tsub {
+func (ps *Service) Subscribe(reply func(http.ResponseWriter, *http.Request)) *Subscription {
 	ps.t.Helper()
 	priv, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
@@ -80,7 +96,7 @@ func (ps *testPushService) subscribe(reply func(http.ResponseWriter, *http.Reque
 	}
 	auth := make([]byte, 16)
 	rand.Read(auth)
-	s := &tsub{priv: priv, auth: auth, reply: reply}
+	s := &Subscription{priv: priv, auth: auth, reply: reply}
 	ps.mu.Lock()
 	s.path = fmt.Sprintf("/wpush/v2/sub%d", len(ps.subs))
 	ps.subs[s.path] = s
@@ -88,8 +104,8 @@ func (ps *testPushService) subscribe(reply func(http.ResponseWriter, *http.Reque
 	return s
 }
 
-// token is the subscription as PushSubscription.toJSON gives it.
-func (ps *testPushService) token(s *tsub) string {
+// Token is the subscription as PushSubscription.toJSON gives it.
+func (ps *Service) Token(s *Subscription) string {
 	b, err := json.Marshal(map[string]any{
 		"endpoint":       ps.srv.URL + s.path,
 		"expirationTime": nil,
@@ -104,13 +120,14 @@ func (ps *testPushService) token(s *tsub) string {
 	return string(b)
 }
 
-func (s *tsub) pushes() ([]received, []string) {
+// Pushes returns the pushes received so far and the checks that failed.
+func (s *Subscription) Pushes() ([]Received, []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]received(nil), s.received...), append([]string(nil), s.failures...)
+	return append([]Received(nil), s.Received...), append([]string(nil), s.failures...)
 }
 
-func (ps *testPushService) serve(w http.ResponseWriter, r *http.Request) {
+func (ps *Service) serve(w http.ResponseWriter, r *http.Request) {
 	ps.mu.Lock()
 	s := ps.subs[r.URL.Path]
 	ps.mu.Unlock()
@@ -123,7 +140,7 @@ func (ps *testPushService) serve(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.failures = append(s.failures, err.Error())
 	} else {
-		s.received = append(s.received, p)
+		s.Received = append(s.Received, p)
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -139,9 +156,9 @@ func (ps *testPushService) serve(w http.ResponseWriter, r *http.Request) {
 
 // check verifies one push request the way a push service and then the
 // browser would, and returns the decrypted payload.
-func (ps *testPushService) check(s *tsub, r *http.Request) (received, error) {
+func (ps *Service) check(s *Subscription, r *http.Request) (Received, error) {
 	if r.Method != http.MethodPost {
-		return received{}, fmt.Errorf("method %s", r.Method)
+		return Received{}, fmt.Errorf("method %s", r.Method)
 	}
 	for h, want := range map[string]string{
 		"Content-Encoding": "aes128gcm",
@@ -149,38 +166,38 @@ func (ps *testPushService) check(s *tsub, r *http.Request) (received, error) {
 		"Urgency":          "high",
 	} {
 		if got := r.Header.Get(h); got != want {
-			return received{}, fmt.Errorf("header %s = %q, want %q", h, got, want)
+			return Received{}, fmt.Errorf("header %s = %q, want %q", h, got, want)
 		}
 	}
 	if ttl, err := strconv.Atoi(r.Header.Get("TTL")); err != nil || ttl <= 0 {
-		return received{}, fmt.Errorf("header TTL = %q", r.Header.Get("TTL"))
+		return Received{}, fmt.Errorf("header TTL = %q", r.Header.Get("TTL"))
 	}
 	if err := ps.checkVAPID(r); err != nil {
-		return received{}, fmt.Errorf("vapid: %w", err)
+		return Received{}, fmt.Errorf("vapid: %w", err)
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8192))
 	if err != nil {
-		return received{}, err
+		return Received{}, err
 	}
 	// RFC 8030 7.2: push services must accept 4096 bytes, may refuse more.
 	if len(body) > 4096 {
-		return received{}, fmt.Errorf("body of %d bytes", len(body))
+		return Received{}, fmt.Errorf("body of %d bytes", len(body))
 	}
 	plain, err := decryptAES128GCM(s.priv, s.auth, body)
 	if err != nil {
-		return received{}, fmt.Errorf("decrypt: %w", err)
+		return Received{}, fmt.Errorf("decrypt: %w", err)
 	}
 	var p map[string]any
 	if err := json.Unmarshal(plain, &p); err != nil {
-		return received{}, fmt.Errorf("payload %q: %w", plain, err)
+		return Received{}, fmt.Errorf("payload %q: %w", plain, err)
 	}
-	return received{payload: p, header: r.Header.Clone(), size: len(body)}, nil
+	return Received{Payload: p, Header: r.Header.Clone(), Size: len(body)}, nil
 }
 
 // checkVAPID verifies the RFC 8292 Authorization header: "vapid t=<JWT>,
 // k=<public key>", an ES256 JWT signed by k with aud = the endpoint's
 // origin, exp in the future but within 24 hours, and sub.
-func (ps *testPushService) checkVAPID(r *http.Request) error {
+func (ps *Service) checkVAPID(r *http.Request) error {
 	h := r.Header.Get("Authorization")
 	rest, ok := strings.CutPrefix(h, "vapid ")
 	if !ok {
