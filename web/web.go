@@ -6,6 +6,9 @@
 // and connections from the same origin only, no inline script or style, no
 // plugins, no framing, and Trusted Types so that no string can ever reach
 // an HTML sink), X-Content-Type-Options: nosniff and no-referrer.
+//
+// app/sw.js, served at /sw.js, is the service worker that shows Web Push
+// notifications; app/js/push.js registers it and the subscription.
 package web
 
 import (
@@ -26,11 +29,24 @@ var files embed.FS
 
 // CSP is the Content-Security-Policy of every answer of the web app.
 // 'self' in connect-src also admits ws: and wss: to the same host and port,
-// which is where the app's WebSocket goes.
+// which is where the app's WebSocket goes. Trusted Types admit a single
+// policy, TrustedTypesPolicy, whose only use is the service worker's URL
+// (navigator.serviceWorker.register takes a TrustedScriptURL); no policy
+// makes TrustedHTML, so no string can reach an HTML sink.
 const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
 	"font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; " +
-	"require-trusted-types-for 'script'; trusted-types 'none'"
+	"require-trusted-types-for 'script'; trusted-types " + TrustedTypesPolicy
+
+// TrustedTypesPolicy is the one Trusted Types policy the CSP allows; the
+// app (js/push.js) creates it once, to register ServiceWorker.
+const TrustedTypesPolicy = "parley-sw"
+
+// ServiceWorker is the path of the app's service worker. It is served
+// from the root so that its scope is the whole app (no
+// Service-Worker-Allowed header is needed), as JavaScript and with the
+// same CSP as every file, which then applies inside the worker.
+const ServiceWorker = "/sw.js"
 
 // asset is one embedded file, ready to serve.
 type asset struct {

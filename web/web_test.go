@@ -18,6 +18,8 @@ func TestServesAppPathsOnly(t *testing.T) {
 		"/app.css":              true,
 		"/icon.svg":             true,
 		"/manifest.webmanifest": true,
+		"/sw.js":                true,
+		"/js/push.js":           true,
 		"/api/users/me":         false,
 		"/ws":                   false,
 		"/healthz":              false,
@@ -51,6 +53,7 @@ func TestHandlerHeaders(t *testing.T) {
 		"/app.css":              "text/css; charset=utf-8",
 		"/icon.svg":             "image/svg+xml",
 		"/manifest.webmanifest": "application/manifest+json",
+		"/sw.js":                "text/javascript; charset=utf-8",
 	} {
 		w := get(t, http.MethodGet, target, nil)
 		if w.Code != http.StatusOK {
@@ -80,6 +83,82 @@ func TestHandlerHeaders(t *testing.T) {
 	}
 	if strings.Contains(CSP, "unsafe") {
 		t.Errorf("CSP allows something unsafe: %s", CSP)
+	}
+}
+
+// The service worker is served from the root, so that its default scope is
+// the whole app without a Service-Worker-Allowed header, and it is a
+// classic script (no import statements: not every browser with Web Push
+// runs module workers).
+func TestServiceWorker(t *testing.T) {
+	if ServiceWorker != "/sw.js" || path.Dir(ServiceWorker) != "/" {
+		t.Fatalf("ServiceWorker = %q, want a file at the root", ServiceWorker)
+	}
+	w := get(t, http.MethodGet, ServiceWorker, nil)
+	if w.Code != http.StatusOK {
+		t.Fatalf("GET %s: %d", ServiceWorker, w.Code)
+	}
+	if h := w.Header().Get("Service-Worker-Allowed"); h != "" {
+		t.Errorf("Service-Worker-Allowed %q: not needed at the root", h)
+	}
+	body := w.Body.String()
+	if regexp.MustCompile(`(?m)^\s*(import|export)\s`).MatchString(body) {
+		t.Error("sw.js has import/export statements: it must be a classic script")
+	}
+	for _, want := range []string{"'push'", "'notificationclick'", "showNotification"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("sw.js lacks %s", want)
+		}
+	}
+	// The page registers exactly that URL through the one Trusted Types
+	// policy the CSP allows.
+	src, err := files.ReadFile("app/js/push.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`'` + ServiceWorker + `'`, `'` + TrustedTypesPolicy + `'`} {
+		if !strings.Contains(string(src), want) {
+			t.Errorf("js/push.js lacks %s", want)
+		}
+	}
+}
+
+// Trusted Types: one named policy (for the worker's URL), never 'none'
+// turned into a wildcard or duplicates.
+func TestTrustedTypes(t *testing.T) {
+	if !strings.Contains(CSP, "require-trusted-types-for 'script'") {
+		t.Error("CSP does not require Trusted Types")
+	}
+	if !strings.HasSuffix(CSP, "trusted-types "+TrustedTypesPolicy) {
+		t.Errorf("CSP trusted-types is not exactly the policy %q: %s", TrustedTypesPolicy, CSP)
+	}
+	if strings.Contains(CSP, "allow-duplicates") || strings.Contains(CSP, "trusted-types *") {
+		t.Errorf("CSP trusted-types too broad: %s", CSP)
+	}
+	// The only policy made anywhere is the worker's.
+	re := regexp.MustCompile(`createPolicy\(\s*([^,)]*)`)
+	n := 0
+	err := fs.WalkDir(files, "app", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || path.Ext(p) != ".js" {
+			return err
+		}
+		b, err := files.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllStringSubmatch(string(b), -1) {
+			n++
+			if m[1] != "POLICY" || p != "app/js/push.js" {
+				t.Errorf("%s creates a Trusted Types policy %s", p, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("%d Trusted Types policies made, want the worker's one", n)
 	}
 }
 

@@ -145,8 +145,10 @@ export class User {
     this.dialogs = [];
   }
 
-  async open() {
+  /** open makes the context; prepare(context) runs before the first page. */
+  async open(prepare) {
     this.context = await this.browser.newContext({ viewport: { width: 1280, height: 800 }, ...this.contextOptions });
+    await prepare?.(this.context);
     this.page = await this.newPage();
     return this;
   }

@@ -13,6 +13,7 @@ import { Connection } from './socket.js';
 import * as outbox from './outbox.js';
 import { ApiError, Emitter, uuid, utf8Length } from './util.js';
 import { Unauthenticated } from './session.js';
+import { WebPush } from './push.js';
 
 const PAGE = 50;
 const TYPING_SHOW_MS = 6000; // a `started` keeps the indicator this long
@@ -29,6 +30,7 @@ export class Chat extends Emitter {
     this.api = new Api(session);
     this.conn = new Connection(session);
     this.me = session.user;
+    this.push = new WebPush(this.api, this.me.id);
     /** @type {Map<string, any>} id -> Conversation */
     this.conversations = new Map();
     this.users = new Map([[this.me.id, this.me]]);
@@ -77,21 +79,27 @@ export class Chat extends Emitter {
     this.listReady = this.#loadList();
     await this.#reloadOutbox();
     this.conn.start();
+    this.push.start();
   }
 
   stop() {
     for (const off of this.offs.splice(0)) off();
     this.conn.stop();
+    this.push.stop();
     clearTimeout(this.deliveredTimer);
     clearTimeout(this.usersTimer);
     clearTimeout(this.myTyping.idle);
     for (const t of this.refetchTimers.values()) clearTimeout(t);
   }
 
-  /** signOut ends this login (only this one) and forgets its outbox. */
+  /**
+   * signOut ends this login (only this one) and forgets its outbox. The
+   * push token goes first, while the access token still works.
+   */
   async signOut() {
     const s = this.session.load();
     this.stop();
+    await this.push.disable();
     await outbox.clear(this.me.id).catch(() => {});
     this.session.clear();
     if (s) await logout(s.refresh_token).catch(() => {});

@@ -5,11 +5,13 @@ import { Session } from './session.js';
 import { Chat } from './chat.js';
 import * as api from './api.js';
 import { AppView, renderLogin } from './ui.js';
+import { WebPush, registerWorker } from './push.js';
 
 const root = document.getElementById('root');
 const session = new Session();
 let chat = null;
 let view = null;
+let signingOut = false;
 
 const MESSAGES = {
   conflict: 'That username is taken. Pick another one, or sign in.',
@@ -48,12 +50,19 @@ function startApp() {
     onSignOut: async () => {
       const c = chat;
       stopApp();
-      await c.signOut();
+      // A refresh while the push token is deleted must not restart the app.
+      signingOut = true;
+      try {
+        await c.signOut();
+      } finally {
+        signingOut = false;
+      }
       showLogin();
     },
   });
   chat.on('signedout', (e) => {
     session.clear();
+    WebPush.forget();
     showLogin(e?.message || 'You were signed out.');
   });
   chat.start();
@@ -70,10 +79,22 @@ function stopApp() {
 
 // Another tab signed out (or this login was revoked), or signed in.
 session.on('signedout', () => {
-  if (chat) showLogin('You were signed out.');
+  if (!chat) return;
+  WebPush.forget();
+  showLogin('You were signed out.');
 });
 session.on('tokens', () => {
-  if (!chat) startApp();
+  if (!chat && !signingOut) startApp();
+});
+
+// The service worker shows push notifications; a click on one asks the
+// window to open that conversation, which the router (#/c/<id>) does,
+// also after a sign-in if the window shows the sign-in form.
+registerWorker();
+navigator.serviceWorker?.addEventListener('message', (e) => {
+  const id = e.data?.type === 'parley.open' ? e.data.conversation_id : null;
+  if (typeof id !== 'string' || !/^[A-Za-z0-9-]{1,64}$/.test(id)) return;
+  if (location.hash !== `#/c/${id}`) location.hash = `#/c/${id}`;
 });
 
 if (session.load()) startApp();

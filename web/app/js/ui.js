@@ -8,9 +8,11 @@
 
 import { h, setAttr, setText, dayKey, dayLabel, timeOf, listTime, lastSeen, initials, hue } from './util.js';
 import { icon } from './icons.js';
+import { showNotification } from './push.js';
 
 const CONN_TEXT = { online: 'Online', connecting: 'Connecting…', offline: 'Offline' };
 const STATUS_TEXT = { pending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
+const KIND_TEXT = { image: 'Photo', video: 'Video', file: 'File' };
 const STATUS_ICON = { pending: 'clock', sent: 'check', delivered: 'checks', read: 'checks' };
 
 function brand() {
@@ -163,6 +165,8 @@ export class AppView {
       onclick: async () => {
         try { await Notification.requestPermission(); } catch { /* unsupported */ }
         this.render();
+        // Allowed: subscribe to Web Push too (nothing happens otherwise).
+        this.chat.push.sync();
       },
     }, icon('bell'));
     const me = chat.me;
@@ -838,17 +842,24 @@ export class AppView {
     if (document.visibilityState !== 'hidden') return;
     if (!('Notification' in window) || Notification.permission !== 'granted') return;
     const chat = this.chat;
-    const title = c.type === 'group' ? `${chat.nameOf(m.sender_id)} in ${c.title}` : chat.nameOf(m.sender_id);
-    const text = m.text || '';
+    // As the server's push: a group's title, with the sender in the body.
+    const title = c.type === 'group' ? chat.titleOf(c) : chat.nameOf(m.sender_id);
+    let text = m.text || KIND_TEXT[m.kind] || 'New message';
+    if (text.length > 200) text = `${text.slice(0, 199)}…`;
+    if (c.type === 'group') text = `${chat.nameOf(m.sender_id)}: ${text}`;
+    // tag: one notification per conversation, the push's included.
+    const options = { body: text, tag: c.id, renotify: true, icon: '/icon.svg', data: c.id };
     try {
-      const n = new Notification(title, { body: text.length > 200 ? `${text.slice(0, 199)}…` : text, tag: c.id, icon: '/icon.svg' });
+      const n = new Notification(title, options);
       n.onclick = () => {
         window.focus();
         this.go(c.id);
         n.close();
       };
     } catch {
-      // Some browsers only show notifications from a service worker.
+      // Some browsers (Android) only show notifications from a service
+      // worker; its click handler opens the conversation.
+      showNotification(title, options).catch(() => {});
     }
   }
 }
