@@ -89,9 +89,9 @@ func TestExpiredAccessToken(t *testing.T) {
 	if me.status != http.StatusOK {
 		t.Fatalf("fresh token refused: %v", me)
 	}
-	// expires_in is 1: the token has expired 1.5 s later (exp has whole
-	// seconds, so it may be earlier, never later).
-	time.Sleep(1500 * time.Millisecond)
+	// expires_in is 1: exp has whole seconds and is rounded up, so the
+	// token lives at least 1 s and has expired 2.1 s later.
+	time.Sleep(2100 * time.Millisecond)
 	n.do(t, "GET", "/api/users/me", u.access, nil).wantProblem(t, 401, "unauthenticated")
 	_, res, err := n.dialRaw(t, dialOpts{token: u.access})
 	if err == nil || res == nil || res.StatusCode != http.StatusUnauthorized {
