@@ -115,6 +115,19 @@ func (f *clientFlags) open(ctx context.Context, stderr io.Writer) (*app, error) 
 
 func (a *app) close() { a.closeFn() }
 
+// openLoggedIn opens the profile's client and checks that it is logged in.
+func (cf *clientFlags) openLoggedIn(ctx context.Context, stderr io.Writer) (*app, error) {
+	a, err := cf.open(ctx, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.needLogin(); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
 // needLogin fails unless the profile holds a login.
 func (a *app) needLogin() (parley.User, error) {
 	u, ok := a.c.User()

@@ -36,14 +36,11 @@ func conversationsCommand(ctx context.Context, args []string, stdout, stderr io.
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
-	a, err := cf.open(ctx, stderr)
+	a, err := cf.openLoggedIn(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if _, err := a.needLogin(); err != nil {
-		return err
-	}
 	a.settle(ctx)
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
@@ -85,14 +82,11 @@ func newCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		fs.Usage()
 		return usageError{fmt.Errorf("new: a direct conversation has one other user (or use --group TITLE)")}
 	}
-	a, err := cf.open(ctx, stderr)
+	a, err := cf.openLoggedIn(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if _, err := a.needLogin(); err != nil {
-		return err
-	}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	ids := make([]string, len(pos))
@@ -128,14 +122,11 @@ func sendCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	text := strings.Join(pos[1:], " ")
-	a, err := cf.open(ctx, stderr)
+	a, err := cf.openLoggedIn(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if _, err := a.needLogin(); err != nil {
-		return err
-	}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	conv, err := a.dir.Conversation(rctx, pos[0])
@@ -192,14 +183,11 @@ func historyCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	a, err := cf.open(ctx, stderr)
+	a, err := cf.openLoggedIn(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if _, err := a.needLogin(); err != nil {
-		return err
-	}
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	conv, err := a.dir.Conversation(rctx, pos[0])
@@ -265,14 +253,11 @@ func listenCommand(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if _, err := parseArgs(fs, args, 0, 0); err != nil {
 		return err
 	}
-	a, err := cf.open(ctx, stderr)
+	a, err := cf.openLoggedIn(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if _, err := a.needLogin(); err != nil {
-		return err
-	}
 	joined := map[string]bool{}
 	var joins sync.WaitGroup
 	defer joins.Wait() // before the client closes
@@ -331,14 +316,11 @@ func chatCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if !term.IsTerminal(int(os.Stdout.Fd())) {
 		return errors.New("chat needs a terminal; scripts can use send, history and listen")
 	}
-	a, err := cf.open(ctx, stderr)
+	a, err := cf.openLoggedIn(ctx, stderr)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	if _, err := a.needLogin(); err != nil {
-		return err
-	}
 	var open string
 	if len(pos) == 1 {
 		open = pos[0]
