@@ -80,9 +80,8 @@ func (c *conn) refuse(id, msg string) {
 }
 
 func (c *conn) messageSend(f wire.Frame) {
-	var p wire.MessageSend
-	if err := wire.DecodePayload(f, &p); err != nil {
-		c.replyError(f.ID, err)
+	p, ok := decodePayload[wire.MessageSend](c, f)
+	if !ok {
 		return
 	}
 	m, _, err := c.g.chat.Send(c.ctx, c.userID, chat.SendParams{
@@ -100,9 +99,8 @@ func (c *conn) messageSend(f wire.Frame) {
 }
 
 func (c *conn) receipt(f wire.Frame) {
-	var p wire.ReceiptSend
-	if err := wire.DecodePayload(f, &p); err != nil {
-		c.replyError(f.ID, err)
+	p, ok := decodePayload[wire.ReceiptSend](c, f)
+	if !ok {
 		return
 	}
 	if err := c.g.chat.Receipt(c.ctx, c.userID, p.ConversationID, p.Kind, p.Seq); err != nil {
@@ -114,9 +112,8 @@ func (c *conn) receipt(f wire.Frame) {
 
 // typing has no reply; only a malformed state is an error.
 func (c *conn) typing(f wire.Frame) {
-	var p wire.TypingSend
-	if err := wire.DecodePayload(f, &p); err != nil {
-		c.replyError(f.ID, err)
+	p, ok := decodePayload[wire.TypingSend](c, f)
+	if !ok {
 		return
 	}
 	if err := c.g.chat.Typing(c.ctx, c.userID, p.ConversationID, p.State); err != nil {
@@ -125,9 +122,8 @@ func (c *conn) typing(f wire.Frame) {
 }
 
 func (c *conn) roomJoin(f wire.Frame) {
-	var p wire.Room
-	if err := wire.DecodePayload(f, &p); err != nil {
-		c.replyError(f.ID, err)
+	p, ok := decodePayload[wire.Room](c, f)
+	if !ok {
 		return
 	}
 	if err := c.g.chat.Allow(c.userID); err != nil {
@@ -149,9 +145,8 @@ func (c *conn) roomJoin(f wire.Frame) {
 }
 
 func (c *conn) roomLeave(f wire.Frame) {
-	var p wire.Room
-	if err := wire.DecodePayload(f, &p); err != nil {
-		c.replyError(f.ID, err)
+	p, ok := decodePayload[wire.Room](c, f)
+	if !ok {
 		return
 	}
 	if err := c.g.chat.Allow(c.userID); err != nil {
@@ -163,9 +158,8 @@ func (c *conn) roomLeave(f wire.Frame) {
 }
 
 func (c *conn) sync(f wire.Frame) {
-	var p wire.Sync
-	if err := wire.DecodePayload(f, &p); err != nil {
-		c.replyError(f.ID, err)
+	p, ok := decodePayload[wire.Sync](c, f)
+	if !ok {
 		return
 	}
 	res, err := c.g.chat.Sync(c.ctx, c.userID, p)
@@ -179,9 +173,8 @@ func (c *conn) sync(f wire.Frame) {
 // appState records whether the client's app is in the background, where
 // the connection does not count as live for push notifications.
 func (c *conn) appState(f wire.Frame) {
-	var p wire.AppState
-	if err := wire.DecodePayload(f, &p); err != nil {
-		c.replyError(f.ID, err)
+	p, ok := decodePayload[wire.AppState](c, f)
+	if !ok {
 		return
 	}
 	switch p.State {
@@ -239,4 +232,15 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// decodePayload decodes f's payload as a T, answering the request with an
+// error frame when it is malformed.
+func decodePayload[T any](c *conn, f wire.Frame) (T, bool) {
+	var p T
+	if err := wire.DecodePayload(f, &p); err != nil {
+		c.replyError(f.ID, err)
+		return p, false
+	}
+	return p, true
 }
