@@ -16,33 +16,80 @@ import (
 	"github.com/parley-chat/parley"
 )
 
-// Service implements the chat operations. It is safe for concurrent use.
-type Service struct {
-	store  parley.Store
-	bus    parley.Publisher
-	limits Limits
-	log    *slog.Logger
-
-	sends    *rateLimiter
-	requests *rateLimiter
-	typing   *rateLimiter
+// Store is the storage the service works on: a parley.Store that can also
+// page a user's conversations and check several memberships at once (for
+// sync). *sqlstore.DB implements it.
+type Store interface {
+	parley.Store
+	// ConversationsPage returns at most limit of callerID's conversations
+	// in activity order, starting at the cursor (inclusive; nil: the most
+	// recent).
+	ConversationsPage(ctx context.Context, callerID string, from *parley.ActivityCursor, limit int) ([]parley.Conversation, error)
+	// Memberships reports which of the conversations callerID is a member of.
+	Memberships(ctx context.Context, callerID string, conversationIDs []string) (map[string]bool, error)
 }
 
-// New returns a Service over store, publishing typing and presence on bus.
-func New(store parley.Store, bus parley.Publisher, limits Limits, log *slog.Logger) *Service {
-	limits = limits.withDefaults()
+// Options configures a Service. Zero values take the defaults.
+type Options struct {
+	// Limits are the size and rate limits (see DefaultLimits).
+	Limits Limits
+	// Limiter decides the rate limits of sends and requests; nil means a
+	// LocalLimiter of Limits. Typing is always limited locally: a typing
+	// frame over the limit is dropped, and is not worth a question to
+	// another node.
+	Limiter RateLimiter
+	// Ready, if set, is asked before every write: an error (unavailable
+	// while the event bus is down) refuses the write, so that nothing is
+	// stored that the cluster cannot announce.
+	Ready  func() error
+	Logger *slog.Logger
+}
+
+// Service implements the chat operations. It is safe for concurrent use.
+type Service struct {
+	store   Store
+	bus     parley.Publisher
+	limits  Limits
+	log     *slog.Logger
+	limiter RateLimiter
+	typing  *LocalLimiter
+	ready   func() error
+}
+
+// New returns a Service over store, publishing typing on bus.
+func New(store Store, bus parley.Publisher, opts Options) *Service {
+	limits := opts.Limits.withDefaults()
+	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{
-		store:    store,
-		bus:      bus,
-		limits:   limits,
-		log:      log,
-		sends:    newRateLimiter(limits.SendPerSecond, limits.SendBurst),
-		requests: newRateLimiter(limits.RequestPerSecond, limits.RequestBurst),
-		typing:   newRateLimiter(limits.TypingPerSecond, limits.TypingBurst),
+	local := NewLocalLimiter(limits)
+	limiter := opts.Limiter
+	if limiter == nil {
+		limiter = local
 	}
+	return &Service{
+		store:   store,
+		bus:     bus,
+		limits:  limits,
+		log:     log,
+		limiter: limiter,
+		typing:  local,
+		ready:   opts.Ready,
+	}
+}
+
+// allow charges one request of kind to callerID's rate limit.
+func (s *Service) allow(ctx context.Context, kind, callerID string) error {
+	return s.limiter.Allow(ctx, kind, callerID)
+}
+
+// writable refuses writes while the node cannot announce them.
+func (s *Service) writable() error {
+	if s.ready == nil {
+		return nil
+	}
+	return s.ready()
 }
 
 // Limits returns the limits in force.
@@ -58,7 +105,7 @@ func (s *Service) User(ctx context.Context, id string) (parley.User, error) {
 
 // SearchUsers returns at most 20 users whose username starts with prefix.
 func (s *Service) SearchUsers(ctx context.Context, callerID, prefix string) ([]parley.User, error) {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return nil, err
 	}
 	prefix = strings.ToLower(strings.TrimSpace(prefix))
@@ -82,7 +129,7 @@ func (s *Service) SearchUsers(ctx context.Context, callerID, prefix string) ([]p
 // in it. An existing direct conversation of the pair comes back with
 // created false.
 func (s *Service) CreateConversation(ctx context.Context, callerID string, typ parley.ConversationType, title *string, memberIDs []string) (parley.Conversation, bool, error) {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return parley.Conversation{}, false, err
 	}
 	for _, id := range memberIDs {
@@ -115,6 +162,9 @@ func (s *Service) CreateConversation(ctx context.Context, callerID string, typ p
 		}
 	default:
 		return parley.Conversation{}, false, parley.Errorf(parley.CodeInvalidArgument, "type must be direct or group")
+	}
+	if err := s.writable(); err != nil {
+		return parley.Conversation{}, false, err
 	}
 	return s.store.CreateConversation(ctx, parley.NewConversation{Type: typ, Title: title, CreatorID: callerID, MemberIDs: memberIDs})
 }
@@ -149,7 +199,7 @@ func (s *Service) MemberIDs(ctx context.Context, callerID, conversationID string
 
 // AddMember adds userID to a group that callerID administers.
 func (s *Service) AddMember(ctx context.Context, callerID, conversationID, userID string) (parley.Conversation, error) {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return parley.Conversation{}, err
 	}
 	if !validID(conversationID) {
@@ -165,13 +215,16 @@ func (s *Service) AddMember(ctx context.Context, callerID, conversationID, userI
 	if _, already := conv.Member(userID); !already && len(conv.Members) >= s.limits.MaxGroupMembers {
 		return parley.Conversation{}, parley.Errorf(parley.CodeInvalidArgument, "a group has at most %d members", s.limits.MaxGroupMembers)
 	}
+	if err := s.writable(); err != nil {
+		return parley.Conversation{}, err
+	}
 	return s.store.AddMember(ctx, conversationID, callerID, userID)
 }
 
 // RemoveMember removes userID from a group: an admin removing someone, or a
 // user leaving.
 func (s *Service) RemoveMember(ctx context.Context, callerID, conversationID, userID string) error {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return err
 	}
 	if !validID(conversationID) {
@@ -179,6 +232,9 @@ func (s *Service) RemoveMember(ctx context.Context, callerID, conversationID, us
 	}
 	if !validID(userID) {
 		return parley.Errorf(parley.CodeNotFound, "no such member")
+	}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	return s.store.RemoveMember(ctx, conversationID, callerID, userID)
 }
@@ -213,7 +269,7 @@ type SendParams struct {
 // Send validates and stores a message. A repeated client_message_id returns
 // the original with created false.
 func (s *Service) Send(ctx context.Context, senderID string, p SendParams) (parley.Message, bool, error) {
-	if err := s.sends.allow(senderID); err != nil {
+	if err := s.allow(ctx, LimitSend, senderID); err != nil {
 		return parley.Message{}, false, err
 	}
 	if p.ConversationID == "" {
@@ -249,6 +305,9 @@ func (s *Service) Send(ctx context.Context, senderID string, p SendParams) (parl
 	if !validID(p.ConversationID) {
 		return parley.Message{}, false, notFound()
 	}
+	if err := s.writable(); err != nil {
+		return parley.Message{}, false, err
+	}
 	return s.store.SendMessage(ctx, parley.NewMessage{
 		ConversationID:  p.ConversationID,
 		SenderID:        senderID,
@@ -261,7 +320,7 @@ func (s *Service) Send(ctx context.Context, senderID string, p SendParams) (parl
 
 // Receipt moves callerID's delivered or read watermark forward.
 func (s *Service) Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64) error {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return err
 	}
 	if kind != parley.Delivered && kind != parley.Read {
@@ -272,6 +331,9 @@ func (s *Service) Receipt(ctx context.Context, callerID, conversationID string, 
 	}
 	if !validID(conversationID) {
 		return notFound()
+	}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	_, err := s.store.MarkReceipt(ctx, conversationID, callerID, kind, seq)
 	return err
@@ -284,7 +346,7 @@ func (s *Service) Typing(ctx context.Context, callerID, conversationID string, s
 	if state != parley.TypingStarted && state != parley.TypingStopped {
 		return parley.Errorf(parley.CodeInvalidArgument, "state must be started or stopped")
 	}
-	if s.typing.allow(callerID) != nil || !validID(conversationID) {
+	if s.typing.Allow(ctx, LimitTyping, callerID) != nil || !validID(conversationID) {
 		return nil
 	}
 	members, err := s.store.MemberIDs(ctx, conversationID, callerID)
@@ -302,20 +364,21 @@ func (s *Service) Typing(ctx context.Context, callerID, conversationID string, s
 }
 
 // Allow charges one general request to callerID's rate limit: for requests
-// (room joins, syncs) whose work is not done by this service.
-func (s *Service) Allow(callerID string) error { return s.requests.allow(callerID) }
+// (room joins) whose work is not done by this service.
+func (s *Service) Allow(ctx context.Context, callerID string) error {
+	return s.allow(ctx, LimitRequest, callerID)
+}
 
-// SetPresence records a user going online or offline and publishes it.
-func (s *Service) SetPresence(ctx context.Context, userID string, status parley.PresenceStatus) error {
-	now := parley.Now()
-	if err := s.store.SetLastSeen(ctx, userID, now); err != nil {
-		return fmt.Errorf("set presence: %w", err)
+// MarkSeen records that userIDs were connected at at (when they connect,
+// and when they disconnect). Presence itself is announced by the gateway
+// from the directory of connections.
+func (s *Service) MarkSeen(ctx context.Context, at parley.Time, userIDs ...string) error {
+	for _, id := range userIDs {
+		if err := s.store.SetLastSeen(ctx, id, at); err != nil {
+			return fmt.Errorf("mark seen: %w", err)
+		}
 	}
-	return s.bus.Publish(ctx, &parley.Event{
-		Type:       parley.EventPresence,
-		Recipients: []string{userID},
-		Presence:   &parley.Presence{UserID: userID, Status: status, LastSeenAt: now},
-	})
+	return nil
 }
 
 // LastSeen returns when each of the users was last connected, if known.
@@ -325,7 +388,7 @@ func (s *Service) LastSeen(ctx context.Context, userIDs []string) (map[string]pa
 
 // RegisterDeviceToken registers a push token for callerID.
 func (s *Service) RegisterDeviceToken(ctx context.Context, callerID string, platform parley.Platform, token, environment string) (bool, error) {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return false, err
 	}
 	switch platform {
@@ -345,6 +408,9 @@ func (s *Service) RegisterDeviceToken(ctx context.Context, callerID string, plat
 	default:
 		return false, parley.Errorf(parley.CodeInvalidArgument, "platform must be ios or web")
 	}
+	if err := s.writable(); err != nil {
+		return false, err
+	}
 	return s.store.PutDeviceToken(ctx, parley.DeviceToken{
 		UserID: callerID, Platform: platform, Token: token, Environment: environment, CreatedAt: parley.Now(),
 	})
@@ -354,6 +420,9 @@ func (s *Service) RegisterDeviceToken(ctx context.Context, callerID string, plat
 func (s *Service) DeleteDeviceToken(ctx context.Context, callerID, token string) error {
 	if isHex(token) {
 		token = strings.ToLower(token)
+	}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	return s.store.DeleteDeviceToken(ctx, callerID, token)
 }
@@ -421,7 +490,7 @@ const maxMute = 100 * 365 * 24 * time.Hour
 // when until is nil: no push notifications for it, and its messages leave
 // the badge. A time that is not in the future is invalid_argument.
 func (s *Service) Mute(ctx context.Context, callerID, conversationID string, until *parley.Time) error {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return err
 	}
 	if !validID(conversationID) {
@@ -432,16 +501,22 @@ func (s *Service) Mute(ctx context.Context, callerID, conversationID string, unt
 			return parley.Errorf(parley.CodeInvalidArgument, "until must be a time in the future (or null for ever)")
 		}
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	return s.store.SetMute(ctx, conversationID, callerID, until)
 }
 
 // Unmute ends callerID's mute of a conversation, if any.
 func (s *Service) Unmute(ctx context.Context, callerID, conversationID string) error {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return err
 	}
 	if !validID(conversationID) {
 		return notFound()
+	}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	return s.store.ClearMute(ctx, conversationID, callerID)
 }

@@ -1,6 +1,8 @@
 package chat
 
 import (
+	"context"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -71,6 +73,58 @@ func (l Limits) withDefaults() Limits {
 		l.MaxGroupMembers = d.MaxGroupMembers
 	}
 	return l
+}
+
+// The kinds of rate limit, as RateLimiter.Allow names them.
+const (
+	// LimitSend bounds the messages a user sends.
+	LimitSend = "send"
+	// LimitRequest bounds every other request: receipts, room joins,
+	// syncs, conversation changes.
+	LimitRequest = "request"
+	// LimitTyping bounds typing frames; those over it are dropped.
+	LimitTyping = "typing"
+)
+
+// RateLimiter decides whether a user may make one more request of a kind:
+// nil, or rate_limited with the time until one is allowed. A refused
+// request spends nothing. LocalLimiter is the one of a single node; a
+// cluster shares one (natsbus).
+type RateLimiter interface {
+	Allow(ctx context.Context, kind, userID string) error
+}
+
+// LocalLimiter holds the token buckets of this process. It is safe for
+// concurrent use.
+type LocalLimiter struct {
+	sends, requests, typing *rateLimiter
+}
+
+var _ RateLimiter = (*LocalLimiter)(nil)
+
+// NewLocalLimiter returns the buckets of limits (zero values take the
+// defaults).
+func NewLocalLimiter(limits Limits) *LocalLimiter {
+	l := limits.withDefaults()
+	return &LocalLimiter{
+		sends:    newRateLimiter(l.SendPerSecond, l.SendBurst),
+		requests: newRateLimiter(l.RequestPerSecond, l.RequestBurst),
+		typing:   newRateLimiter(l.TypingPerSecond, l.TypingBurst),
+	}
+}
+
+// Allow takes one token of userID's bucket of kind; an unknown kind is an
+// internal error.
+func (l *LocalLimiter) Allow(_ context.Context, kind, userID string) error {
+	switch kind {
+	case LimitSend:
+		return l.sends.allow(userID)
+	case LimitRequest:
+		return l.requests.allow(userID)
+	case LimitTyping:
+		return l.typing.allow(userID)
+	}
+	return fmt.Errorf("rate limit: unknown kind %q", kind)
 }
 
 // limiterShards spreads the per-user limiters over independently locked

@@ -1,7 +1,6 @@
 package chat
 
 import (
-	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -27,7 +26,7 @@ const maxSyncPage = 100
 // newest ones for a conversation it does not list). Listed conversations
 // the caller is no longer in come back removed, on the first page.
 func (s *Service) Sync(ctx context.Context, callerID string, req wire.Sync) (wire.SyncResult, error) {
-	if err := s.requests.allow(callerID); err != nil {
+	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return wire.SyncResult{}, err
 	}
 	if req.Limit < 0 {
@@ -39,45 +38,39 @@ func (s *Service) Sync(ctx context.Context, callerID string, req wire.Sync) (wir
 			return wire.SyncResult{}, parley.Errorf(parley.CodeInvalidArgument, "last seq of %q must not be negative", truncate(id, 64))
 		}
 	}
-	var after *syncCursor
+	var from *parley.ActivityCursor
 	if req.Cursor != "" {
 		c, err := parseSyncCursor(req.Cursor)
 		if err != nil {
 			return wire.SyncResult{}, err
 		}
-		after = &c
+		from = &c
 	}
-	convs, err := s.store.Conversations(ctx, callerID)
+	// One page of conversations, and one more to know where the next
+	// page starts: a sync never reads the user's whole list.
+	convs, err := s.store.ConversationsPage(ctx, callerID, from, maxSyncPage+1)
 	if err != nil {
 		return wire.SyncResult{}, fmt.Errorf("sync: %w", err)
 	}
-	// The cursor is a position in this order, so it is fixed here rather
-	// than left to the store, which promises most recent first but no
-	// order among conversations of the same updated_at.
-	slices.SortStableFunc(convs, activityOrder)
 
 	res := wire.SyncResult{Conversations: []wire.SyncConversation{}}
 	used := 0
-	if after == nil {
-		member := make(map[string]bool, len(convs))
-		for _, c := range convs {
-			member[c.ID] = true
+	if from == nil && len(req.Conversations) > 0 {
+		removed, err := s.removed(ctx, callerID, req.Conversations)
+		if err != nil {
+			return wire.SyncResult{}, fmt.Errorf("sync: %w", err)
 		}
-		for id := range req.Conversations {
-			if !member[id] {
-				res.Conversations = append(res.Conversations, wire.SyncConversation{
-					Conversation: parley.Conversation{ID: id, Members: []parley.Member{}},
-					Messages:     []parley.Message{},
-					Removed:      true,
-				})
-				used += 200 + len(id)
-			}
+		for _, id := range removed {
+			res.Conversations = append(res.Conversations, wire.SyncConversation{
+				Conversation: parley.Conversation{ID: id, Members: []parley.Member{}},
+				Messages:     []parley.Message{},
+				Removed:      true,
+			})
+			used += 200 + len(id)
 		}
 	}
-	for _, c := range convs {
-		if after != nil && !after.before(c) {
-			continue
-		}
+	page := convs[:min(len(convs), maxSyncPage)]
+	for _, c := range page {
 		if len(res.Conversations) >= maxSyncPage {
 			return withNext(res, c), nil
 		}
@@ -113,7 +106,35 @@ func (s *Service) Sync(ctx context.Context, callerID string, req wire.Sync) (wir
 		}
 		res.Conversations = append(res.Conversations, wire.SyncConversation{Conversation: c, Messages: kept, HasMore: more})
 	}
+	if len(convs) > maxSyncPage {
+		return withNext(res, convs[maxSyncPage]), nil
+	}
 	return res, nil
+}
+
+// removed returns the listed conversations that callerID is not a member
+// of (any more), in a stable order.
+func (s *Service) removed(ctx context.Context, callerID string, listed map[string]int64) ([]string, error) {
+	ids := make([]string, 0, len(listed))
+	var out []string
+	for id := range listed {
+		if validID(id) {
+			ids = append(ids, id)
+		} else {
+			out = append(out, id) // never one of ours
+		}
+	}
+	member, err := s.store.Memberships(ctx, callerID, ids)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if !member[id] {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
 
 // fitMessages keeps as many of msgs as fit in budget bytes of JSON: the
@@ -143,64 +164,34 @@ func fitMessages(msgs []parley.Message, newest bool, budget int) ([]parley.Messa
 func withNext(res wire.SyncResult, next parley.Conversation) wire.SyncResult {
 	// The cursor names the first conversation not returned; the next page
 	// starts there.
-	cur := syncCursor{updatedAt: next.UpdatedAt.UnixMilli(), id: next.ID, inclusive: true}
-	s := cur.String()
+	s := formatSyncCursor(parley.ActivityCursor{UpdatedAt: next.UpdatedAt, ID: next.ID})
 	res.Next = &s
 	return res
 }
 
-// activityOrder is the order of a sync: most recent activity (updated_at)
-// first, and among conversations of the same updated_at, greater id first.
-// Every page of a sync must use it, or a cursor between two conversations
-// of the same updated_at would skip some of them.
-func activityOrder(a, b parley.Conversation) int {
-	if c := cmp.Compare(b.UpdatedAt.UnixMilli(), a.UpdatedAt.UnixMilli()); c != 0 {
-		return c
-	}
-	return strings.Compare(b.ID, a.ID)
+// A sync cursor is the position, in the most-recent-activity order, of the
+// first conversation of the next page: "UPDATED_AT_MS/ID" in unpadded
+// base64url. The page starts at it, inclusive.
+
+func formatSyncCursor(c parley.ActivityCursor) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.UpdatedAt.UnixMilli(), 10) + "/" + c.ID))
 }
 
-// syncCursor is a position in the most-recent-first conversation order.
-type syncCursor struct {
-	updatedAt int64
-	id        string
-	inclusive bool
-}
-
-// before reports whether c comes at or after the cursor in activityOrder.
-func (cur syncCursor) before(c parley.Conversation) bool {
-	u := c.UpdatedAt.UnixMilli()
-	switch {
-	case u < cur.updatedAt:
-		return true
-	case u > cur.updatedAt:
-		return false
-	case c.ID == cur.id:
-		return cur.inclusive
-	default:
-		return c.ID < cur.id
-	}
-}
-
-func (cur syncCursor) String() string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(cur.updatedAt, 10) + "/" + cur.id))
-}
-
-func parseSyncCursor(s string) (syncCursor, error) {
+func parseSyncCursor(s string) (parley.ActivityCursor, error) {
 	bad := parley.Errorf(parley.CodeInvalidArgument, "malformed cursor")
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil {
-		return syncCursor{}, bad
+		return parley.ActivityCursor{}, bad
 	}
 	ts, id, ok := strings.Cut(string(b), "/")
-	if !ok {
-		return syncCursor{}, bad
+	if !ok || !validID(id) {
+		return parley.ActivityCursor{}, bad
 	}
 	u, err := strconv.ParseInt(ts, 10, 64)
 	if err != nil {
-		return syncCursor{}, bad
+		return parley.ActivityCursor{}, bad
 	}
-	return syncCursor{updatedAt: u, id: id, inclusive: true}, nil
+	return parley.ActivityCursor{UpdatedAt: parley.TimeFromMillis(u), ID: id}, nil
 }
 
 func jsonSize(v any) int {

@@ -148,3 +148,35 @@ func createVAPID(path string) (Keys, error) {
 	}
 	return Keys{priv: priv}, nil
 }
+
+// NewVAPIDPEM generates a VAPID key pair and returns its private key as
+// PKCS #8 PEM, the form ParseVAPID reads (and a cluster keeps in its
+// database, so that every node hands browsers the same public key).
+func NewVAPIDPEM() ([]byte, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("generate VAPID key: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode VAPID key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// ParseVAPID reads a VAPID private key from PKCS #8 PEM: an ECDSA P-256 key.
+func ParseVAPID(b []byte) (Keys, error) {
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "PRIVATE KEY" {
+		return Keys{}, fmt.Errorf("VAPID key: no PRIVATE KEY PEM block")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		return Keys{}, fmt.Errorf("VAPID key: %w", err)
+	}
+	ek, ok := key.(*ecdsa.PrivateKey)
+	if !ok || ek.Curve != elliptic.P256() {
+		return Keys{}, fmt.Errorf("VAPID key: not an ECDSA P-256 key")
+	}
+	return Keys{priv: ek}, nil
+}
