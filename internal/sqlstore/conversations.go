@@ -54,7 +54,54 @@ const (
 		FROM members me JOIN conversations c ON c.id = me.conversation_id
 		WHERE me.conversation_id = ? AND me.user_id = ?`
 	qMemberIDs = `SELECT user_id FROM members WHERE conversation_id = ? ORDER BY joined_at, user_id`
+
+	// A page of a member's conversations in activity order (updated_at
+	// DESC, id DESC), from the start (qPageFirst: ?1 user, ?2 limit) or from
+	// a cursor on (qPageFrom: also ?3 updated_at, ?4 id, inclusive). The
+	// subquery picks the page from the memberships (members_user_id, then
+	// conversations_activity: index only) and only the rows of the page
+	// are read whole, with their last message.
+	qPageFirst = `SELECT ` + convCols + `, p.read_seq, p.unread_count
+		FROM (SELECT me.conversation_id, me.read_seq, me.unread_count, c.updated_at, c.id
+			FROM members me JOIN conversations c ON c.id = me.conversation_id
+			WHERE me.user_id = ?1
+			ORDER BY c.updated_at DESC, c.id DESC LIMIT ?2) p
+		JOIN conversations c ON c.id = p.conversation_id ` + lastMessage + `
+		ORDER BY p.updated_at DESC, p.id DESC`
+	qPageFrom = `SELECT ` + convCols + `, p.read_seq, p.unread_count
+		FROM (SELECT me.conversation_id, me.read_seq, me.unread_count, c.updated_at, c.id
+			FROM members me JOIN conversations c ON c.id = me.conversation_id
+			WHERE me.user_id = ?1 AND (c.updated_at < ?3 OR (c.updated_at = ?3 AND c.id <= ?4))
+			ORDER BY c.updated_at DESC, c.id DESC LIMIT ?2) p
+		JOIN conversations c ON c.id = p.conversation_id ` + lastMessage + `
+		ORDER BY p.updated_at DESC, p.id DESC`
 )
+
+// qMembersOfList returns the members of the conversations in a JSON list.
+func qMembersOfList(d *dialect) string {
+	return `SELECT o.conversation_id, ` + memberColsO + `
+		FROM members o WHERE o.conversation_id ` + d.inList() + `
+		ORDER BY o.conversation_id, o.joined_at, o.user_id`
+}
+
+// lockConversation locks the conversation row on PostgreSQL until the
+// transaction ends: forUpdate for a write that changes what others rely on
+// (its seq, its members), forShare for one that only relies on it (a
+// receipt, a mute). It is the first thing such a write does, so that it
+// then reads what the writes before it committed. A conversation that does
+// not exist locks nothing, and the caller finds it missing. On SQLite it
+// does nothing: the single writer serializes every write.
+func lockConversation(w *writeTx, id string, mode lockMode) error {
+	if !w.d.postgres {
+		return nil
+	}
+	var got string
+	err := w.queryRow(`SELECT id FROM conversations WHERE id = ?`+w.d.lockSuffix(mode, ""), id).Scan(&got)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("lock conversation: %w", err)
+	}
+	return nil
+}
 
 func scanMember(s scanner, extra ...any) (parley.Member, error) {
 	var m parley.Member
@@ -228,9 +275,14 @@ func (db *DB) CreateConversation(ctx context.Context, p parley.NewConversation) 
 
 	var conv parley.Conversation
 	var created bool
-	err = db.write(ctx, "create_conversation", func(w *writeTx) error {
+	key := ""
+	if p.Type == parley.Direct {
+		key = lockKey("d", directKey(p.CreatorID, others[0]))
+	}
+	err = db.write(ctx, "create_conversation", key, func(w *writeTx) error {
+		conv, created = parley.Conversation{}, false
 		var known int
-		if err := w.queryRow(`SELECT COUNT(*) FROM users WHERE id IN (SELECT value FROM json_each(?))`,
+		if err := w.queryRow(`SELECT COUNT(*) FROM users WHERE id `+w.d.inList(),
 			everyone).Scan(&known); err != nil {
 			return fmt.Errorf("create conversation: check users: %w", err)
 		}
@@ -238,24 +290,30 @@ func (db *DB) CreateConversation(ctx context.Context, p parley.NewConversation) 
 			return parley.Errorf(parley.CodeInvalidArgument, "unknown user id")
 		}
 
-		var key, title any // NULL unless set
+		var title any // NULL unless set
 		if p.Title != nil {
 			title = *p.Title
 		}
-		if p.Type == parley.Direct {
-			k := directKey(p.CreatorID, others[0])
-			key = k
-			var existing string
-			err := w.queryRow(`SELECT id FROM conversations WHERE direct_key = ?`, k).Scan(&existing)
-			if err == nil {
-				conv, err = conversationFor(&w.session, existing, p.CreatorID)
-				if err != nil {
-					return fmt.Errorf("create conversation: %w", err)
-				}
-				return nil
+		// existing returns the pair's direct conversation, if it has one.
+		existing := func() (bool, error) {
+			var id string
+			err := w.queryRow(`SELECT id FROM conversations WHERE direct_key = ?`, directKey(p.CreatorID, others[0])).Scan(&id)
+			if errors.Is(err, sql.ErrNoRows) {
+				return false, nil
 			}
-			if !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("create conversation: find direct: %w", err)
+			if err != nil {
+				return false, fmt.Errorf("create conversation: find direct: %w", err)
+			}
+			if conv, err = conversationFor(&w.session, id, p.CreatorID); err != nil {
+				return false, fmt.Errorf("create conversation: %w", err)
+			}
+			return true, nil
+		}
+		var dkey any // NULL for a group
+		if p.Type == parley.Direct {
+			dkey = directKey(p.CreatorID, others[0])
+			if found, err := existing(); found || err != nil {
+				return err
 			}
 		}
 
@@ -264,16 +322,28 @@ func (db *DB) CreateConversation(ctx context.Context, p parley.NewConversation) 
 			return fmt.Errorf("create conversation: %w", err)
 		}
 		now := millis(w.now)
-		if _, err := w.exec(`INSERT INTO conversations (id, type, title, direct_key, last_seq, created_at, updated_at)
-			VALUES (?, ?, ?, ?, 0, ?, ?)`, id, string(p.Type), title, key, now, now); err != nil {
+		// Another node may be creating the same pair's conversation: the
+		// unique direct_key makes this wait for it, and then do nothing.
+		res, err := w.exec(`INSERT INTO conversations (id, type, title, direct_key, last_seq, created_at, updated_at)
+			VALUES (?, ?, ?, ?, 0, ?, ?) ON CONFLICT (direct_key) DO NOTHING`, id, string(p.Type), title, dkey, now, now)
+		if err != nil {
 			return fmt.Errorf("create conversation: %w", err)
+		}
+		if n, err := rowsAffected(res); err != nil {
+			return fmt.Errorf("create conversation: %w", err)
+		} else if n == 0 {
+			// This statement sees what the other committed.
+			if found, err := existing(); found || err != nil {
+				return err
+			}
+			return fmt.Errorf("create conversation: direct conversation neither inserted nor found")
 		}
 		if _, err := w.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)`,
 			id, p.CreatorID, string(creatorRole), now); err != nil {
 			return fmt.Errorf("create conversation: add creator: %w", err)
 		}
 		if _, err := w.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at)
-			SELECT ?, value, ?, ? FROM json_each(?)`, id, string(parley.RoleMember), now, othersList); err != nil {
+			SELECT ?, value, ?, CAST(? AS BIGINT) FROM `+w.d.jsonEach(), id, string(parley.RoleMember), now, othersList); err != nil {
 			return fmt.Errorf("create conversation: add members: %w", err)
 		}
 		change, err := loadChange(&w.session, id)
@@ -358,6 +428,121 @@ func (db *DB) Conversations(ctx context.Context, callerID string) ([]parley.Conv
 	return convs, nil
 }
 
+// ConversationsPage returns at most limit of callerID's conversations as
+// they see them (each with its members, read_seq and unread_count, as
+// Conversations returns them), in activity order: updated_at descending,
+// then id descending. It starts at from, inclusive: a conversation whose
+// (updated_at, id) equals the cursor is the first returned, and those
+// before it in that order are not. A nil from starts with the most recent.
+// To page, ask for one more than wanted and start the next page at the
+// extra one. It reads two queries, in one snapshot, whatever the length of
+// the user's list; limit must be positive (invalid_argument).
+func (db *DB) ConversationsPage(ctx context.Context, callerID string, from *parley.ActivityCursor, limit int) ([]parley.Conversation, error) {
+	if limit <= 0 {
+		return nil, parley.Errorf(parley.CodeInvalidArgument, "limit must be positive")
+	}
+	convs := []parley.Conversation{}
+	err := db.read(ctx, "conversations_page", true, func(s *session) error {
+		var rows *sql.Rows
+		var err error
+		if from == nil {
+			rows, err = s.query(qPageFirst, callerID, limit)
+		} else {
+			rows, err = s.query(qPageFrom, callerID, limit, millis(from.UpdatedAt), from.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("conversations page: %w", err)
+		}
+		defer rows.Close()
+		index := make(map[string]int)
+		var ids []string
+		for rows.Next() {
+			var readSeq, unread int64
+			c, err := scanConversation(rows, &readSeq, &unread)
+			if err != nil {
+				return fmt.Errorf("conversations page: %w", err)
+			}
+			c.ReadSeq, c.UnreadCount = readSeq, unread
+			index[c.ID] = len(convs)
+			convs = append(convs, c)
+			ids = append(ids, c.ID)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("conversations page: %w", err)
+		}
+		rows.Close()
+		if len(ids) == 0 {
+			return nil
+		}
+		list, err := jsonList(ids)
+		if err != nil {
+			return err
+		}
+		mrows, err := s.query(qMembersOfList(db.d), list)
+		if err != nil {
+			return fmt.Errorf("conversations page: members: %w", err)
+		}
+		defer mrows.Close()
+		for mrows.Next() {
+			var convID string
+			var m parley.Member
+			var joined int64
+			if err := mrows.Scan(&convID, &m.UserID, &m.Role, &joined, &m.DeliveredSeq, &m.ReadSeq); err != nil {
+				return fmt.Errorf("conversations page: members: %w", err)
+			}
+			m.JoinedAt = fromMillis(joined)
+			if i, ok := index[convID]; ok {
+				convs[i].Members = append(convs[i].Members, m)
+			}
+		}
+		if err := mrows.Err(); err != nil {
+			return fmt.Errorf("conversations page: members: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return convs, nil
+}
+
+// Memberships reports which of conversationIDs callerID is a member of:
+// the map holds true for each of them, and nothing for the others. It reads
+// one query however many ids there are.
+func (db *DB) Memberships(ctx context.Context, callerID string, conversationIDs []string) (map[string]bool, error) {
+	member := make(map[string]bool)
+	if len(conversationIDs) == 0 {
+		return member, nil
+	}
+	list, err := jsonList(conversationIDs)
+	if err != nil {
+		return nil, err
+	}
+	err = db.read(ctx, "memberships", false, func(s *session) error {
+		rows, err := s.query(`SELECT conversation_id FROM members
+			WHERE user_id = ? AND conversation_id `+s.d.inList(), callerID, list)
+		if err != nil {
+			return fmt.Errorf("memberships: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				return fmt.Errorf("memberships: %w", err)
+			}
+			member[id] = true
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("memberships: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return member, nil
+}
+
 // MemberIDs returns the members of a conversation callerID belongs to, in
 // joining order; not_found if callerID is not a member.
 func (db *DB) MemberIDs(ctx context.Context, conversationID, callerID string) ([]string, error) {
@@ -419,7 +604,11 @@ func roleAndType(s *session, conversationID, actorID string) (parley.Role, parle
 // the conversation as actorID sees it.
 func (db *DB) AddMember(ctx context.Context, conversationID, actorID, userID string) (parley.Conversation, error) {
 	var conv parley.Conversation
-	err := db.write(ctx, "add_member", func(w *writeTx) error {
+	err := db.write(ctx, "add_member", lockConversationKey(conversationID), func(w *writeTx) error {
+		conv = parley.Conversation{}
+		if err := lockConversation(w, conversationID, forUpdate); err != nil {
+			return fmt.Errorf("add member: %w", err)
+		}
 		role, typ, err := roleAndType(&w.session, conversationID, actorID)
 		if err != nil {
 			return wrapInternal("add member", err)
@@ -475,7 +664,10 @@ func (db *DB) AddMember(ctx context.Context, conversationID, actorID, userID str
 // admin. It bumps updated_at and publishes conversation.updated to the
 // remaining members and to userID.
 func (db *DB) RemoveMember(ctx context.Context, conversationID, actorID, userID string) error {
-	return db.write(ctx, "remove_member", func(w *writeTx) error {
+	return db.write(ctx, "remove_member", lockConversationKey(conversationID), func(w *writeTx) error {
+		if err := lockConversation(w, conversationID, forUpdate); err != nil {
+			return fmt.Errorf("remove member: %w", err)
+		}
 		role, typ, err := roleAndType(&w.session, conversationID, actorID)
 		if err != nil {
 			return wrapInternal("remove member", err)

@@ -36,7 +36,14 @@ func (db *DB) SendMessage(ctx context.Context, p parley.NewMessage) (parley.Mess
 	}
 	var msg parley.Message
 	var created bool
-	err := db.write(ctx, "send_message", func(w *writeTx) error {
+	err := db.write(ctx, "send_message", lockConversationKey(p.ConversationID), func(w *writeTx) error {
+		msg, created = parley.Message{}, false
+		// First the lock: then the lookup of the original below sees a
+		// send of the same message that another writer committed, and the
+		// seq taken is the next one.
+		if err := lockConversation(w, p.ConversationID, forUpdate); err != nil {
+			return fmt.Errorf("send message: %w", err)
+		}
 		members, err := memberIDs(&w.session, p.ConversationID)
 		if err != nil {
 			return fmt.Errorf("send message: members: %w", err)
@@ -57,8 +64,9 @@ func (db *DB) SendMessage(ctx context.Context, p parley.NewMessage) (parley.Mess
 		if err != nil {
 			return fmt.Errorf("send message: %w", err)
 		}
-		// Writes are serialized, so last_seq+1 is gap-free; the message's
-		// time is the conversation's latest activity.
+		// Writes of the conversation are serialized (the lock, or SQLite's
+		// one writer), so last_seq+1 is gap-free; the message's time is the
+		// conversation's latest activity.
 		now := millis(w.now)
 		var seq int64
 		if err := w.queryRow(`UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?
@@ -184,6 +192,46 @@ func (db *DB) Messages(ctx context.Context, conversationID, callerID string, q p
 	return msgs, hasMore, nil
 }
 
+// MessageRange returns the messages of a conversation with afterSeq < seq
+// < beforeSeq (a zero beforeSeq is no upper bound), ascending, at most
+// limit of them. Unlike Messages it checks no membership: it is an internal
+// read, for filling a gap in a live event stream. limit must be positive
+// (invalid_argument).
+func (db *DB) MessageRange(ctx context.Context, conversationID string, afterSeq, beforeSeq int64, limit int) ([]parley.Message, error) {
+	if limit <= 0 {
+		return nil, parley.Errorf(parley.CodeInvalidArgument, "limit must be positive")
+	}
+	msgs := make([]parley.Message, 0, min(limit, 256))
+	err := db.read(ctx, "message_range", false, func(s *session) error {
+		var rows *sql.Rows
+		var err error
+		if beforeSeq == 0 {
+			rows, err = s.query(qAfter, conversationID, afterSeq, limit)
+		} else {
+			rows, err = s.query(qBetween, conversationID, afterSeq, beforeSeq, limit)
+		}
+		if err != nil {
+			return fmt.Errorf("message range: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			m, err := scanMessage(rows)
+			if err != nil {
+				return fmt.Errorf("message range: %w", err)
+			}
+			msgs = append(msgs, m)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("message range: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return msgs, nil
+}
+
 // MarkReceipt moves callerID's watermark of kind in a conversation forward
 // to seq, clamped to last_seq; read moves delivered along. A watermark never
 // moves back, and seq <= 0 moves nothing. When it moved, it publishes a
@@ -194,7 +242,14 @@ func (db *DB) MarkReceipt(ctx context.Context, conversationID, callerID string, 
 		return false, parley.Errorf(parley.CodeInvalidArgument, "receipt kind must be delivered or read")
 	}
 	var moved bool
-	err := db.write(ctx, "mark_receipt", func(w *writeTx) error {
+	err := db.write(ctx, "mark_receipt", lockConversationKey(conversationID), func(w *writeTx) error {
+		moved = false
+		// Sends wait while receipts hold the lock, so that the unread
+		// count recounted below stays exact; receipts do not wait for
+		// each other.
+		if err := lockConversation(w, conversationID, forShare); err != nil {
+			return fmt.Errorf("mark receipt: %w", err)
+		}
 		var lastSeq, delivered, read int64
 		err := w.queryRow(`SELECT c.last_seq, me.delivered_seq, me.read_seq
 			FROM members me JOIN conversations c ON c.id = me.conversation_id
@@ -207,13 +262,18 @@ func (db *DB) MarkReceipt(ctx context.Context, conversationID, callerID string, 
 			return fmt.Errorf("mark receipt: %w", err)
 		}
 		to := min(seq, lastSeq)
+		// The updates are conditional: a receipt of the same member that
+		// another writer committed meanwhile (PostgreSQL) may have moved
+		// the watermark further, and it never moves back.
+		var res sql.Result
 		switch kind {
 		case parley.Delivered:
 			if to <= delivered {
 				return nil
 			}
-			_, err = w.exec(`UPDATE members SET delivered_seq = ? WHERE conversation_id = ? AND user_id = ?`,
-				to, conversationID, callerID)
+			res, err = w.exec(`UPDATE members SET delivered_seq = ?
+				WHERE conversation_id = ? AND user_id = ? AND delivered_seq < ?`,
+				to, conversationID, callerID, to)
 		case parley.Read:
 			// delivered_seq >= read_seq always holds, so read not moving
 			// means nothing moves.
@@ -222,14 +282,20 @@ func (db *DB) MarkReceipt(ctx context.Context, conversationID, callerID string, 
 			}
 			// The unread count is recounted from the new watermark: usually
 			// nothing is left, and the count cannot drift.
-			_, err = w.exec(`UPDATE members SET read_seq = ?, delivered_seq = ?,
+			res, err = w.exec(`UPDATE members SET read_seq = ?1,
+				delivered_seq = CASE WHEN delivered_seq > ?1 THEN delivered_seq ELSE ?1 END,
 				unread_count = (SELECT COUNT(*) FROM messages x
-					WHERE x.conversation_id = ? AND x.seq > ? AND x.sender_id <> ?)
-				WHERE conversation_id = ? AND user_id = ?`,
-				to, max(delivered, to), conversationID, to, callerID, conversationID, callerID)
+					WHERE x.conversation_id = ?2 AND x.seq > ?1 AND x.sender_id <> ?3)
+				WHERE conversation_id = ?2 AND user_id = ?3 AND read_seq < ?1`,
+				to, conversationID, callerID)
 		}
 		if err != nil {
 			return fmt.Errorf("mark receipt: %w", err)
+		}
+		if n, err := rowsAffected(res); err != nil {
+			return fmt.Errorf("mark receipt: %w", err)
+		} else if n == 0 {
+			return nil
 		}
 		members, err := memberIDs(&w.session, conversationID)
 		if err != nil {

@@ -38,7 +38,7 @@ const qQueuePush = `WITH recipients AS MATERIALIZED (
 			WHERE mu.user_id = r.user_id AND mu.conversation_id = r.conversation_id
 			AND (mu.until IS NULL OR mu.until > ?2)))
 	INSERT INTO push_jobs (message_id, token, user_id, badge, due_at, queued_at)
-	SELECT ?1, d.token, rc.user_id, rc.badge, ?2, ?2
+	SELECT ?1, d.token, rc.user_id, rc.badge, CAST(?2 AS BIGINT), CAST(?2 AS BIGINT)
 	FROM recipients rc JOIN device_tokens d ON d.user_id = rc.user_id
 	WHERE d.platform IN (%[1]s)`
 
@@ -88,10 +88,14 @@ func (db *DB) ClaimPushJobs(ctx context.Context, now time.Time, lease time.Durat
 		return nil, time.Time{}, parley.Errorf(parley.CodeInvalidArgument, "limit must be positive")
 	}
 	nowMS := now.UnixMilli()
-	err = db.write(ctx, "claim_push_jobs", func(w *writeTx) error {
-		jobs = jobs[:0]
+	err = db.write(ctx, "claim_push_jobs", lockKey("p", ""), func(w *writeTx) error {
+		jobs, next = jobs[:0], time.Time{}
 		var obsolete []int64
-		rows, err := w.query(qDuePush, nowMS, limit)
+		// On PostgreSQL the due jobs are locked, and those that another
+		// claim (of any node) holds are skipped: no job is claimed twice.
+		// A job another claim leased just now is no longer due when its
+		// row is read again after the lock.
+		rows, err := w.query(qDuePush+w.d.skipLocked("j"), nowMS, limit)
 		if err != nil {
 			return fmt.Errorf("claim push jobs: %w", err)
 		}
@@ -132,7 +136,7 @@ func (db *DB) ClaimPushJobs(ctx context.Context, now time.Time, lease time.Durat
 			return fmt.Errorf("claim push jobs: %w", err)
 		}
 		if len(obsolete) > 0 {
-			if _, err := w.exec(`DELETE FROM push_jobs WHERE id IN (SELECT value FROM json_each(?))`,
+			if _, err := w.exec(`DELETE FROM push_jobs WHERE id `+w.d.inInt64List(),
 				int64List(obsolete)); err != nil {
 				return fmt.Errorf("claim push jobs: drop obsolete: %w", err)
 			}
@@ -142,7 +146,7 @@ func (db *DB) ClaimPushJobs(ctx context.Context, now time.Time, lease time.Durat
 			for i, j := range jobs {
 				ids[i] = j.ID
 			}
-			if _, err := w.exec(`UPDATE push_jobs SET due_at = ? WHERE id IN (SELECT value FROM json_each(?))`,
+			if _, err := w.exec(`UPDATE push_jobs SET due_at = ? WHERE id `+w.d.inInt64List(),
 				now.Add(lease).UnixMilli(), int64List(ids)); err != nil {
 				return fmt.Errorf("claim push jobs: lease: %w", err)
 			}
@@ -166,7 +170,7 @@ func (db *DB) ClaimPushJobs(ctx context.Context, now time.Time, lease time.Durat
 // FinishPushJob removes a job: it was sent, or it is dropped. An unknown
 // job (already finished) changes nothing.
 func (db *DB) FinishPushJob(ctx context.Context, id int64) error {
-	return db.write(ctx, "finish_push_job", func(w *writeTx) error {
+	return db.write(ctx, "finish_push_job", lockKey("p", strconv.FormatInt(id, 10)), func(w *writeTx) error {
 		if _, err := w.exec(`DELETE FROM push_jobs WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("finish push job: %w", err)
 		}
@@ -177,7 +181,7 @@ func (db *DB) FinishPushJob(ctx context.Context, id int64) error {
 // RetryPushJob records attempts failed attempts of a job and makes it due
 // again at at (which also ends its lease). An unknown job changes nothing.
 func (db *DB) RetryPushJob(ctx context.Context, id int64, attempts int, at time.Time) error {
-	return db.write(ctx, "retry_push_job", func(w *writeTx) error {
+	return db.write(ctx, "retry_push_job", lockKey("p", strconv.FormatInt(id, 10)), func(w *writeTx) error {
 		if _, err := w.exec(`UPDATE push_jobs SET attempts = ?, due_at = ? WHERE id = ?`,
 			attempts, at.UnixMilli(), id); err != nil {
 			return fmt.Errorf("retry push job: %w", err)
@@ -189,7 +193,7 @@ func (db *DB) RetryPushJob(ctx context.Context, id int64, attempts int, at time.
 // RemoveDeviceToken deletes a token that its push service said is no
 // longer valid, whoever owns it, with the jobs queued to it.
 func (db *DB) RemoveDeviceToken(ctx context.Context, token string) error {
-	return db.write(ctx, "remove_device_token", func(w *writeTx) error {
+	return db.write(ctx, "remove_device_token", lockKey("t", token), func(w *writeTx) error {
 		if _, err := w.exec(`DELETE FROM device_tokens WHERE token = ?`, token); err != nil {
 			return fmt.Errorf("remove device token: %w", err)
 		}
@@ -197,7 +201,7 @@ func (db *DB) RemoveDeviceToken(ctx context.Context, token string) error {
 	})
 }
 
-// int64List encodes ids as a JSON array for json_each.
+// int64List encodes ids as a JSON array for dialect.inInt64List.
 func int64List(ids []int64) string {
 	b := make([]byte, 0, 2+len(ids)*8)
 	b = append(b, '[')

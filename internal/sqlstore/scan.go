@@ -30,8 +30,8 @@ func newID() (string, error) {
 }
 
 // jsonList encodes ids as a JSON array, bound as one parameter and expanded
-// by json_each: statements with a list stay constant and cacheable. (The
-// PostgreSQL dialect binds an array and uses = ANY instead.)
+// by the dialect's jsonEach: statements with a list stay constant and
+// cacheable, and the argument is the same on both engines.
 func jsonList(ids []string) (string, error) {
 	if ids == nil {
 		ids = []string{}

@@ -21,7 +21,7 @@ func (db *DB) CreateSession(ctx context.Context, first parley.RefreshToken) erro
 	if first.Hash == "" || first.FamilyID == "" || first.UserID == "" {
 		return parley.Errorf(parley.CodeInvalidArgument, "token hash, family and user are required")
 	}
-	return db.write(ctx, "create_session", func(w *writeTx) error {
+	return db.write(ctx, "create_session", "", func(w *writeTx) error {
 		if _, err := w.exec(`INSERT INTO session_families (id, user_id, created_at) VALUES (?, ?, ?)`,
 			first.FamilyID, first.UserID, millis(w.now)); err != nil {
 			return fmt.Errorf("create session: family: %w", err)
@@ -49,13 +49,17 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parle
 	// reply is the caller's answer when the write itself must commit: a
 	// reused token revokes the family and still answers unauthenticated.
 	var reply error
-	err := db.write(ctx, "rotate_refresh_token", func(w *writeTx) error {
+	err := db.write(ctx, "rotate_refresh_token", lockKey("r", oldHash), func(w *writeTx) error {
+		out, reply = parley.RefreshToken{}, nil
 		var familyID, userID string
 		var expiresAt int64
 		var rotatedAt, revokedAt sql.NullInt64
+		// On PostgreSQL the token and its family are locked: a concurrent
+		// rotation of the same token, or a logout, waits, and this one
+		// reads what it committed.
 		err := w.queryRow(`SELECT t.family_id, t.user_id, t.expires_at, t.rotated_at, f.revoked_at
 			FROM refresh_tokens t JOIN session_families f ON f.id = t.family_id
-			WHERE t.hash = ?`, oldHash).Scan(&familyID, &userID, &expiresAt, &rotatedAt, &revokedAt)
+			WHERE t.hash = ?`+w.d.lockSuffix(forUpdate, "t, f"), oldHash).Scan(&familyID, &userID, &expiresAt, &rotatedAt, &revokedAt)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			reply = errBadRefresh()
@@ -72,8 +76,17 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parle
 			reply = errBadRefresh()
 			return nil
 		}
-		if _, err := w.exec(`UPDATE refresh_tokens SET rotated_at = ? WHERE hash = ?`, millis(w.now), oldHash); err != nil {
+		// Conditional, so that of two rotations of the same token only one
+		// can succeed, whatever locked what: the other is reuse.
+		res, err := w.exec(`UPDATE refresh_tokens SET rotated_at = ? WHERE hash = ? AND rotated_at IS NULL`, millis(w.now), oldHash)
+		if err != nil {
 			return fmt.Errorf("rotate refresh token: mark rotated: %w", err)
+		}
+		if n, err := rowsAffected(res); err != nil {
+			return fmt.Errorf("rotate refresh token: %w", err)
+		} else if n == 0 {
+			reply = errBadRefresh()
+			return revokeFamily(w, familyID, userID, "rotate refresh token")
 		}
 		if _, err := w.exec(`INSERT INTO refresh_tokens (hash, family_id, user_id, expires_at, created_at)
 			VALUES (?, ?, ?, ?, ?)`,
@@ -93,12 +106,18 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parle
 	return out, nil
 }
 
-// revokeFamily revokes a family and publishes EventSessionRevoked. The
-// family must not be revoked already.
+// revokeFamily revokes a family and publishes EventSessionRevoked, unless
+// it was revoked already (by another writer meanwhile).
 func revokeFamily(w *writeTx, familyID, userID, op string) error {
-	if _, err := w.exec(`UPDATE session_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
-		millis(w.now), familyID); err != nil {
+	res, err := w.exec(`UPDATE session_families SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`,
+		millis(w.now), familyID)
+	if err != nil {
 		return fmt.Errorf("%s: revoke family: %w", op, err)
+	}
+	if n, err := rowsAffected(res); err != nil {
+		return fmt.Errorf("%s: revoke family: %w", op, err)
+	} else if n == 0 {
+		return nil
 	}
 	w.publish(&parley.Event{
 		Type:       parley.EventSessionRevoked,
@@ -112,7 +131,7 @@ func revokeFamily(w *writeTx, familyID, userID, op string) error {
 // and publishes EventSessionRevoked. An unknown token, or one of a family
 // already revoked, changes nothing and publishes nothing.
 func (db *DB) RevokeSession(ctx context.Context, tokenHash string) error {
-	return db.write(ctx, "revoke_session", func(w *writeTx) error {
+	return db.write(ctx, "revoke_session", lockKey("r", tokenHash), func(w *writeTx) error {
 		var familyID, userID string
 		var revokedAt sql.NullInt64
 		err := w.queryRow(`SELECT f.id, f.user_id, f.revoked_at

@@ -1,18 +1,61 @@
-// Package sqlstore is the embedded SQLite implementation of parley.Store,
-// the durable state of a single-node Parley server.
+// Package sqlstore is the SQL implementation of parley.Store, on one of two
+// engines: embedded SQLite (Open), the durable state of a single-node
+// Parley server, or PostgreSQL (OpenPostgres), shared by the nodes of a
+// cluster. Both run the same statements and pass the same tests; what
+// differs (placeholders, id lists, how a write transaction starts, row
+// locks) is a small dialect (dialect.go), and each engine has its own
+// versioned migrations (migrations/sqlite, migrations/postgres).
 //
-// All writes go through one goroutine that owns the only writing connection
-// and commits them in groups: whatever is queued (up to Options.MaxBatch) runs
-// in one transaction, each write inside its own savepoint so that a failing
-// one rolls back alone, and one fsync makes the whole group durable. The
-// events of the committed writes are then published in commit order, so
-// message.new for a conversation is published in increasing seq. Reads use a
-// separate pool of read-only connections, which WAL mode lets run alongside
-// the writer.
+// # Writes
+//
+// All writes go through writer goroutines that commit them in groups: what
+// is queued (up to Options.MaxBatch) runs in one transaction, each write
+// inside its own savepoint so that a failing one rolls back alone, and one
+// commit (one fsync) makes the whole group durable. SQLite has exactly one
+// writer, on the only writing connection, in BEGIN IMMEDIATE transactions:
+// it serializes every write. PostgreSQL has Options.Writers of them, each
+// with its own connection, at READ COMMITTED, alongside the writers of the
+// other nodes: there every write locks the rows it depends on first (the
+// conversation row, FOR UPDATE to change it, FOR SHARE to rely on it), a
+// batch runs its writes sorted by what they lock so that batches lock in
+// one order, and uniqueness races are settled by the database (INSERT ...
+// ON CONFLICT, conditional UPDATEs). A write that loses a deadlock runs
+// again, alone, a few times. seq stays gap-free and a client_message_id is
+// stored once across nodes because sending locks the conversation row
+// before it looks for the original and takes the next seq.
+//
+// The events of committed writes are published to the Publisher after the
+// commit, in commit order (turnstile), so that message.new for a
+// conversation is published in increasing seq by each node. Reads use a
+// separate pool: read-only connections that WAL mode lets run alongside
+// the writer on SQLite, ordinary ones on PostgreSQL (where snapshot reads
+// are REPEATABLE READ READ ONLY transactions).
+//
+// # Failures (PostgreSQL)
+//
+// Every batch, read and ping is bounded by Options.Timeout. A lost,
+// refused or silent connection answers unavailable (parley.CodeUnavailable,
+// "storage unavailable", with the cause in Err), never internal, and marks
+// the database down: until a background ping succeeds again, reads and
+// writes answer unavailable at once instead of waiting for a timeout each.
+// Recovery is automatic.
+//
+// # Outbox (PostgreSQL, Options.Outbox)
+//
+// With the outbox, each batch also inserts its events into the outbox table
+// in its transaction. The writer publishes them after the commit as usual;
+// a goroutine of the DB then deletes the rows of those published, after the
+// Publisher's Flush (if it has one) has succeeded. Rows older than
+// Options.OutboxRelayAfter, left by a node that died between commit and
+// publication or failed to publish, are relayed by whichever node claims
+// them first (FOR UPDATE SKIP LOCKED). Delivery is therefore at least once:
+// a relay may repeat an event that the dead node had published, and relayed
+// events come later than, and out of order with, the live ones (subscribers
+// fill gaps with MessageRange).
 //
 // Besides parley.Store, a DB is the push outbox (push.Queue): SendMessage
-// queues the message's push jobs in its own transaction, and the push worker
-// claims and finishes them (push.go).
+// queues the message's push jobs in its own transaction, and the push
+// workers, on any node, claim and finish them (push.go).
 package sqlstore
 
 import (
@@ -50,28 +93,57 @@ type Options struct {
 	// push jobs: those that have a push sender. Empty means none, for a
 	// store that no push worker serves.
 	PushPlatforms []parley.Platform
+
+	// Writers is the number of writer goroutines on PostgreSQL, each with
+	// its own connection, each committing batches. Zero or less means 4.
+	// SQLite always has exactly one.
+	Writers int
+	// Timeout bounds, on PostgreSQL, each write batch, each read, each ping
+	// and each connection attempt (at most 5 s for the latter): past it the
+	// operation answers unavailable. Zero or less means 10 s.
+	Timeout time.Duration
+	// Outbox makes a PostgreSQL DB keep the events of each write in an
+	// outbox table until they are published, and relay those that a node
+	// failed to publish (see the package comment). It needs a Publisher.
+	// SQLite ignores it.
+	Outbox bool
+	// OutboxRelayAfter is how old an outbox row must be before another node
+	// takes it for lost and publishes it. Zero or less means 5 s.
+	OutboxRelayAfter time.Duration
+	// OutboxRelayEvery is how often a DB looks for such rows. Zero or less
+	// means 1 s.
+	OutboxRelayEvery time.Duration
 }
 
 const (
 	defaultMaxBatch = 256
+	defaultWriters  = 4
+	defaultTimeout  = 10 * time.Second
 	// busyTimeout only matters if another process holds the database: within
 	// this process there is one writing connection.
 	busyTimeout = 10 * time.Second
 )
 
-// DB is a parley.Store kept in one SQLite database file. It is safe for
-// concurrent use. Close it to finish queued writes and release the file.
+// DB is a parley.Store kept in a SQLite database file or a PostgreSQL
+// database. It is safe for concurrent use. Close it to finish queued writes
+// and release the database.
 type DB struct {
-	writer  *sql.DB   // one connection, used only through conn
-	conn    *sql.Conn // the writer goroutine's connection
-	wstmts  *stmtCache
-	readers *sql.DB // read-only pool
-	rstmts  *stmtCache
+	d *dialect
+
+	// writer is SQLite's one writing connection, used only through conn,
+	// or the PostgreSQL writers' pool, one connection per writer.
+	writer  *sql.DB
+	conn    *sql.Conn  // SQLite: the writer goroutine's connection
+	wstmts  *stmtCache // SQLite: the writer's statements
+	readers *sql.DB    // the read pool (on PostgreSQL, also the outbox's)
+	rstmts  *stmtCache // SQLite: the readers' statements
 
 	pub      parley.Publisher
 	log      *slog.Logger
 	observe  func(op string, d time.Duration)
 	maxBatch int
+	// timeout bounds PostgreSQL operations (Options.Timeout).
+	timeout time.Duration
 	// qQueuePush is qQueuePush for Options.PushPlatforms, or "" for none.
 	qQueuePush string
 
@@ -86,14 +158,58 @@ type DB struct {
 	// before closing reqs, so that no send races the close.
 	mu     sync.RWMutex
 	closed bool
-	// done is closed when the writer goroutine has returned.
-	done chan struct{}
+	// done is closed when every writer goroutine has returned.
+	done    chan struct{}
+	writers []*writer
+	// order makes the writers publish in commit order.
+	order *turnstile
+
+	// health is nil on SQLite; on PostgreSQL it tracks whether the
+	// database answers, with its pinger goroutine.
+	health *health
+	// outbox is nil unless Options.Outbox on PostgreSQL.
+	outbox *outbox
+	// background counts the goroutines other than the writers (the pinger,
+	// the outbox's), which stop when stopBackground is closed.
+	background     sync.WaitGroup
+	stopBackground chan struct{}
 }
 
 var _ parley.Store = (*DB)(nil)
 
+// newDB returns a DB with opts applied, not yet connected.
+func newDB(d *dialect, pub parley.Publisher, opts Options) (*DB, error) {
+	db := &DB{
+		d:              d,
+		pub:            pub,
+		log:            opts.Logger,
+		observe:        opts.ObserveLatency,
+		maxBatch:       opts.MaxBatch,
+		timeout:        opts.Timeout,
+		done:           make(chan struct{}),
+		order:          newTurnstile(),
+		stopBackground: make(chan struct{}),
+	}
+	if db.log == nil {
+		db.log = slog.Default()
+	}
+	if db.maxBatch <= 0 {
+		db.maxBatch = defaultMaxBatch
+	}
+	if db.timeout <= 0 {
+		db.timeout = defaultTimeout
+	}
+	var err error
+	if db.qQueuePush, err = queuePushQuery(opts.PushPlatforms); err != nil {
+		return nil, fmt.Errorf("open %s: %w", d.name(), err)
+	}
+	db.reqs = make(chan *request, db.maxBatch)
+	return db, nil
+}
+
 // Open opens (creating if needed) the SQLite database at path, applies the
 // migrations it lacks, and starts the writer. ctx bounds only the opening.
+// Options.Writers, Timeout and the outbox options do not apply to SQLite.
 //
 // Events of committed writes go to pub, which may be nil. Publish is called
 // from the writer goroutine, so it may block for backpressure (writes wait)
@@ -102,23 +218,10 @@ func Open(ctx context.Context, path string, pub parley.Publisher, opts Options) 
 	if path == "" {
 		return nil, fmt.Errorf("open sqlite: empty path")
 	}
-	db := &DB{
-		pub:      pub,
-		log:      opts.Logger,
-		observe:  opts.ObserveLatency,
-		maxBatch: opts.MaxBatch,
-		done:     make(chan struct{}),
-	}
-	if db.log == nil {
-		db.log = slog.Default()
-	}
-	if db.maxBatch <= 0 {
-		db.maxBatch = defaultMaxBatch
-	}
-	if db.qQueuePush, err = queuePushQuery(opts.PushPlatforms); err != nil {
+	db, err := newDB(&dialect{}, pub, opts)
+	if err != nil {
 		return nil, err
 	}
-	db.reqs = make(chan *request, db.maxBatch)
 
 	// On failure, close whatever was opened, newest first.
 	var undo []func() error
@@ -146,7 +249,7 @@ func Open(ctx context.Context, path string, pub parley.Publisher, opts Options) 
 		return nil, fmt.Errorf("open sqlite writer: %w", err)
 	}
 	undo = append(undo, db.conn.Close)
-	if err := migrate(ctx, db.conn); err != nil {
+	if err := migrateSQLite(ctx, db.conn); err != nil {
 		return nil, err
 	}
 	db.wstmts = newStmtCache(db.conn)
@@ -168,15 +271,34 @@ func Open(ctx context.Context, path string, pub parley.Publisher, opts Options) 
 	undo = append(undo, db.rstmts.close)
 	// The statements that run inside read transactions are prepared now
 	// (see session.stmt); this also checks that the readers work.
-	for _, q := range [...]string{qConversationFor, qMembers, qConversationsFor, qMembersOfConversationsFor} {
+	for _, q := range [...]string{qConversationFor, qMembers, qConversationsFor, qMembersOfConversationsFor,
+		qPageFirst, qPageFrom, qMembersOfList(db.d)} {
 		if _, err := db.rstmts.get(ctx, q); err != nil {
 			return nil, fmt.Errorf("open sqlite readers: %w", err)
 		}
 	}
 
-	db.bg, db.stopBg = context.WithCancel(context.Background())
-	go db.run()
+	// Statements run with no deadline or cancellation: a write once taken
+	// is applied. (A context that can end would also cost database/sql a
+	// goroutine per query.)
+	wr := &writer{db: db, conn: db.conn}
+	wr.w.session = session{ctx: context.Background(), d: db.d, cache: db.wstmts}
+	db.start(wr)
 	return db, nil
+}
+
+// start starts the writers and the DB's context.
+func (db *DB) start(writers ...*writer) {
+	db.bg, db.stopBg = context.WithCancel(context.Background())
+	db.writers = writers
+	var wg sync.WaitGroup
+	for _, wr := range writers {
+		wg.Go(wr.run)
+	}
+	go func() {
+		wg.Wait()
+		close(db.done)
+	}()
 }
 
 // dsn builds the driver's URI for path with the given pragmas, busy_timeout
@@ -192,8 +314,10 @@ func dsn(path string, pragmas ...string) string {
 }
 
 // Close stops accepting writes (they answer unavailable), waits for the
-// queued ones to commit and publish, and closes the database. Reads started
-// after Close answer unavailable. Calling Close again does nothing.
+// queued ones to commit and publish, publishes and deletes what it can of
+// the outbox, stops every goroutine of the DB and closes the database.
+// Reads started after Close answer unavailable. Calling Close again does
+// nothing.
 func (db *DB) Close() error {
 	db.mu.Lock()
 	if db.closed {
@@ -205,12 +329,27 @@ func (db *DB) Close() error {
 	close(db.reqs)
 	db.mu.Unlock()
 	<-db.done
+	close(db.stopBackground)
+	db.background.Wait() // the outbox's last deletions included
 	db.stopBg()
 
-	// Statements before their connections; arguments run in order.
-	err := errors.Join(db.wstmts.close(), db.conn.Close(), db.writer.Close(), db.rstmts.close(), db.readers.Close())
-	if err != nil {
-		return fmt.Errorf("close sqlite: %w", err)
+	// Statements before their connections.
+	var errs []error
+	if db.wstmts != nil {
+		errs = append(errs, db.wstmts.close())
+	}
+	for _, wr := range db.writers {
+		if wr.conn != nil {
+			errs = append(errs, wr.conn.Close())
+		}
+	}
+	errs = append(errs, db.writer.Close())
+	if db.rstmts != nil {
+		errs = append(errs, db.rstmts.close())
+	}
+	errs = append(errs, db.readers.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close %s: %w", db.d.name(), err)
 	}
 	return nil
 }
@@ -235,6 +374,14 @@ func (db *DB) observeSince(op string, start time.Time) {
 // true (for reads of several queries that must agree with each other).
 func (db *DB) read(ctx context.Context, op string, snapshot bool, fn func(s *session) error) error {
 	defer db.observeSince(op, time.Now())
+	if err := db.health.check(); err != nil {
+		return err
+	}
+	return db.readChecked(ctx, snapshot, fn)
+}
+
+// readChecked is read without the fast answer while the database is down.
+func (db *DB) readChecked(ctx context.Context, snapshot bool, fn func(s *session) error) error {
 	if db.isClosed() {
 		return errClosed()
 	}
@@ -243,31 +390,55 @@ func (db *DB) read(ctx context.Context, op string, snapshot bool, fn func(s *ses
 		// Closed while reading: the pool's error says nothing more.
 		return errClosed()
 	}
+	if err != nil && ctx.Err() == nil {
+		// The caller's own cancellation stays what it is.
+		err = db.storageError(err)
+	}
 	return err
 }
 
 func (db *DB) readIn(ctx context.Context, snapshot bool, fn func(s *session) error) error {
-	s := &session{ctx: ctx, cache: db.rstmts}
+	s := &session{ctx: ctx, d: db.d, cache: db.rstmts}
+	opts := &sql.TxOptions{ReadOnly: true}
+	if db.d.postgres {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, db.timeout)
+		defer cancel()
+		s = &session{ctx: ctx, d: db.d, q: db.readers}
+		// At READ COMMITTED each statement would see its own snapshot.
+		opts.Isolation = sql.LevelRepeatableRead
+	}
 	if !snapshot {
 		return fn(s)
 	}
-	tx, err := db.readers.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := db.readers.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin read: %w", err)
 	}
 	// A read-only transaction has nothing to commit; rolling back ends it.
 	defer tx.Rollback()
-	s.tx = tx
+	if db.d.postgres {
+		s.q = tx
+	} else {
+		s.tx = tx
+	}
 	return fn(s)
 }
 
-// Ping reports whether the database answers a query on the read pool.
+// Ping reports whether the database answers a query on the read pool. On
+// PostgreSQL it asks even while the database is known to be down, and an
+// answer ends that state at once.
 func (db *DB) Ping(ctx context.Context) error {
-	return db.read(ctx, "ping", false, func(s *session) error {
+	defer db.observeSince("ping", time.Now())
+	err := db.readChecked(ctx, false, func(s *session) error {
 		var one int
 		if err := s.queryRow(`SELECT 1`).Scan(&one); err != nil {
 			return fmt.Errorf("ping: %w", err)
 		}
 		return nil
 	})
+	if err == nil {
+		db.health.up()
+	}
+	return err
 }

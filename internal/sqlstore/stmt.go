@@ -65,15 +65,30 @@ func (c *stmtCache) close() error {
 	return errors.Join(errs...)
 }
 
-// session runs cached statements with one context, optionally inside a
-// read-only transaction (reads that need one snapshot). The writer's session
-// has no *sql.Tx: it runs BEGIN and COMMIT itself on its dedicated
-// connection. Reads and writes share the query helpers, so that loaders such
-// as conversationFor serve both.
+// querier is what statements run on directly, without a statement cache:
+// a pool (*sql.DB), a connection (*sql.Conn) or a transaction (*sql.Tx).
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// session runs the package's statements with one context, for reads and
+// writes alike, so that loaders such as conversationFor serve both.
+//
+// On SQLite it runs cached prepared statements (cache), optionally inside a
+// read-only transaction (tx, for reads that need one snapshot); the writer's
+// session has no *sql.Tx: it runs BEGIN and COMMIT itself on its dedicated
+// connection. On PostgreSQL it runs statements directly on q (the read pool,
+// a read transaction or a writer's connection), rewritten by the dialect;
+// the driver prepares and caches them per connection itself, and a
+// connection that is lost takes its statements with it.
 type session struct {
 	ctx   context.Context
-	cache *stmtCache
-	tx    *sql.Tx
+	d     *dialect
+	cache *stmtCache // SQLite
+	tx    *sql.Tx    // SQLite
+	q     querier    // PostgreSQL
 }
 
 func (s *session) stmt(query string) (*sql.Stmt, error) {
@@ -92,6 +107,9 @@ func (s *session) stmt(query string) (*sql.Stmt, error) {
 }
 
 func (s *session) exec(query string, args ...any) (sql.Result, error) {
+	if s.q != nil {
+		return s.q.ExecContext(s.ctx, s.d.rebind(query), args...)
+	}
 	st, err := s.stmt(query)
 	if err != nil {
 		return nil, err
@@ -100,6 +118,9 @@ func (s *session) exec(query string, args ...any) (sql.Result, error) {
 }
 
 func (s *session) query(query string, args ...any) (*sql.Rows, error) {
+	if s.q != nil {
+		return s.q.QueryContext(s.ctx, s.d.rebind(query), args...)
+	}
 	st, err := s.stmt(query)
 	if err != nil {
 		return nil, err
@@ -122,9 +143,21 @@ func (r row) Scan(dest ...any) error {
 }
 
 func (s *session) queryRow(query string, args ...any) row {
+	if s.q != nil {
+		return row{r: s.q.QueryRowContext(s.ctx, s.d.rebind(query), args...)}
+	}
 	st, err := s.stmt(query)
 	if err != nil {
 		return row{err: err}
 	}
 	return row{r: st.QueryRowContext(s.ctx, args...)}
+}
+
+// rowsAffected returns how many rows a statement changed.
+func rowsAffected(res sql.Result) (int64, error) {
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("rows affected: %w", err)
+	}
+	return n, nil
 }

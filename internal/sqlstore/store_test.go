@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/pgtest"
 )
 
 // recorder is a Publisher that keeps what it is given.
@@ -37,20 +39,71 @@ func (r *recorder) take() []*parley.Event {
 	return evs
 }
 
-// openTestDB opens a store in a fresh directory and closes it at the end.
-func openTestDB(t testing.TB) (*DB, *recorder) {
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// engines are the engines that the conformance tests run on, each test
+// once per engine in a subtest named after it, with the same assertions.
+var engines = [...]string{"sqlite", "postgres"}
+
+// forEachEngine runs f in a subtest per engine.
+func forEachEngine(t *testing.T, f func(t *testing.T, engine string)) {
 	t.Helper()
-	rec := &recorder{}
-	db, err := Open(context.Background(), filepath.Join(t.TempDir(), "parley.db"), rec, Options{})
+	for _, engine := range engines {
+		t.Run(engine, func(t *testing.T) { f(t, engine) })
+	}
+}
+
+// location is where one test's store lives, so that it can be opened
+// again, or by several DBs at once: a SQLite file, or a PostgreSQL schema
+// of its own.
+type location struct {
+	engine string
+	where  string // the file's path or the schema's URL
+}
+
+func newLocation(t testing.TB, engine string) location {
+	t.Helper()
+	if engine == "sqlite" {
+		return location{engine, filepath.Join(t.TempDir(), "parley.db")}
+	}
+	return location{engine, pgtest.DSN(t)}
+}
+
+// open opens a DB at l.
+func (l location) open(ctx context.Context, pub parley.Publisher, opts Options) (*DB, error) {
+	if l.engine == "sqlite" {
+		return Open(ctx, l.where, pub, opts)
+	}
+	return OpenPostgres(ctx, l.where, pub, opts)
+}
+
+// mustOpen opens a DB at l and closes it at the end of the test.
+func (l location) mustOpen(t testing.TB, pub parley.Publisher, opts Options) *DB {
+	t.Helper()
+	db, err := l.open(context.Background(), pub, opts)
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		t.Fatalf("open %s: %v", l.engine, err)
 	}
 	t.Cleanup(func() {
 		if err := db.Close(); err != nil {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return db, rec
+	return db
+}
+
+// openTestDB opens a store of engine in a fresh place and closes it at the
+// end.
+func openTestDB(t testing.TB, engine string) (*DB, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	return newLocation(t, engine).mustOpen(t, rec, Options{}), rec
+}
+
+// rawQueryRow runs a query on the read pool, with ? placeholders on both
+// engines, for tests that look at the tables themselves.
+func rawQueryRow(db *DB, query string, args ...any) *sql.Row {
+	return db.readers.QueryRowContext(context.Background(), db.d.rebind(query), args...)
 }
 
 func newUser(t testing.TB, db *DB, username string) parley.User {

@@ -17,7 +17,9 @@ func (db *DB) CreateUser(ctx context.Context, u parley.User, passwordHash string
 	if u.ID == "" || u.Username == "" {
 		return parley.Errorf(parley.CodeInvalidArgument, "user id and username are required")
 	}
-	return db.write(ctx, "create_user", func(w *writeTx) error {
+	// A taken username stays conflict when two nodes race for it: the
+	// second insert waits for the first and then does nothing.
+	return db.write(ctx, "create_user", lockKey("n", u.Username), func(w *writeTx) error {
 		created := u.CreatedAt
 		if created.IsZero() {
 			created = w.now
@@ -30,7 +32,7 @@ func (db *DB) CreateUser(ctx context.Context, u parley.User, passwordHash string
 		if err != nil {
 			return fmt.Errorf("create user: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
+		if n, err := rowsAffected(res); err != nil {
 			return fmt.Errorf("create user: %w", err)
 		} else if n == 0 {
 			return parley.Errorf(parley.CodeConflict, "username is taken")
@@ -145,7 +147,7 @@ func prefixEnd(p string) (string, bool) {
 // than the one stored (from a slower node) changes nothing; an unknown user
 // is ignored.
 func (db *DB) SetLastSeen(ctx context.Context, userID string, at parley.Time) error {
-	return db.write(ctx, "set_last_seen", func(w *writeTx) error {
+	return db.write(ctx, "set_last_seen", lockKey("u", userID), func(w *writeTx) error {
 		if _, err := w.exec(`UPDATE users SET last_seen_at = ?
 			WHERE id = ? AND (last_seen_at IS NULL OR last_seen_at < ?)`,
 			millis(at), userID, millis(at)); err != nil {
@@ -167,7 +169,7 @@ func (db *DB) LastSeen(ctx context.Context, userIDs []string) (map[string]parley
 	}
 	err = db.read(ctx, "last_seen", false, func(s *session) error {
 		rows, err := s.query(`SELECT id, last_seen_at FROM users
-			WHERE id IN (SELECT value FROM json_each(?)) AND last_seen_at IS NOT NULL`, list)
+			WHERE id `+s.d.inList()+` AND last_seen_at IS NOT NULL`, list)
 		if err != nil {
 			return fmt.Errorf("last seen: %w", err)
 		}

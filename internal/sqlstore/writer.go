@@ -1,16 +1,21 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"sync/atomic"
 	"time"
 
 	"github.com/parley-chat/parley"
 )
 
-// Request states. A request moves from queued to taken (the writer will
+// Request states. A request moves from queued to taken (a writer will
 // apply it) or to cancelled (its caller gave up first), exactly once.
 const (
 	queued int32 = iota
@@ -18,21 +23,35 @@ const (
 	cancelled
 )
 
-// request is one write waiting for the writer goroutine.
+// maxRetries is how many times a request that lost a deadlock or a
+// serialization conflict (PostgreSQL) is run again, alone, before its
+// caller is told the storage is busy.
+const maxRetries = 5
+
+// request is one write waiting for a writer goroutine.
 type request struct {
 	ctx context.Context
+	// key orders the requests of a batch on PostgreSQL (see lockKey), so
+	// that batches on different connections and nodes take their locks in
+	// the same order. Empty for a request that waits for no lock.
+	key string
 	// apply makes the change inside the batch's transaction, within a
 	// savepoint of its own, and records its results in variables of the
 	// caller's closure. An error rolls back this request alone and is what
 	// the caller gets. A request that must commit a change and still answer
 	// an error (refresh-token reuse) returns nil and reports its error
-	// through the closure.
+	// through the closure. apply may run more than once (a retry after a
+	// deadlock, of which only the last run commits), so it must set every
+	// result it records on each run.
 	apply func(w *writeTx) error
 	state atomic.Int32
 	// done receives the outcome once; it is buffered so the writer never
 	// waits for a caller.
 	done chan error
 	err  error
+	// retry is set when apply lost a deadlock or a serialization conflict:
+	// it is rolled back and must run again in a transaction of its own.
+	retry bool
 }
 
 // writeTx is what a request's apply sees: the writer's session inside the
@@ -42,21 +61,34 @@ type writeTx struct {
 	session
 	now    parley.Time
 	events []*parley.Event
+	// outboxIDs are the outbox rows of events, index for index, when the
+	// DB has an outbox.
+	outboxIDs []int64
 }
 
 // publish queues ev to be published after the commit, in order.
 func (w *writeTx) publish(ev *parley.Event) { w.events = append(w.events, ev) }
 
-// write queues apply for the writer goroutine and waits for its outcome.
-// If ctx ends before the writer takes the request, the request is dropped
-// and ctx's error returned; once taken it is applied, and write waits for
-// the commit (a batch is short) so that its answer is always the truth.
-func (db *DB) write(ctx context.Context, op string, apply func(w *writeTx) error) error {
+// Lock keys, the sort order of a PostgreSQL batch: every request that
+// locks a row names it here, so that all batches lock in one order.
+// Conversations come first: most writes lock one.
+func lockConversationKey(id string) string { return "c " + id }
+func lockKey(kind, id string) string       { return kind + " " + id }
+
+// write queues apply for a writer goroutine and waits for its outcome.
+// key is the request's lock key (see request.key). If ctx ends before a
+// writer takes the request, the request is dropped and ctx's error
+// returned; once taken it is applied, and write waits for the commit (a
+// batch is short) so that its answer is always the truth.
+func (db *DB) write(ctx context.Context, op, key string, apply func(w *writeTx) error) error {
 	defer db.observeSince(op, time.Now())
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	req := &request{ctx: ctx, apply: apply, done: make(chan error, 1)}
+	if err := db.health.check(); err != nil {
+		return err
+	}
+	req := &request{ctx: ctx, key: key, apply: apply, done: make(chan error, 1)}
 
 	db.mu.RLock()
 	if db.closed {
@@ -82,24 +114,30 @@ func (db *DB) write(ctx context.Context, op string, apply func(w *writeTx) error
 	}
 }
 
+// writer is one writer goroutine with its connection: SQLite has one,
+// PostgreSQL Options.Writers.
+type writer struct {
+	db *DB
+	// conn is the connection of this writer. On PostgreSQL it is nil after
+	// a failed transaction until the next batch takes a fresh one, since a
+	// failure may have broken it.
+	conn *sql.Conn
+	w    writeTx
+}
+
 // run is the writer goroutine. It returns when reqs is closed and drained.
-func (db *DB) run() {
-	defer close(db.done)
-	// Statements run with no deadline or cancellation: a write once taken
-	// is applied. (A context that can end would also cost database/sql a
-	// goroutine per query.)
-	w := &writeTx{session: session{ctx: context.Background(), cache: db.wstmts}}
-	batch := make([]*request, 0, db.maxBatch)
+func (wr *writer) run() {
+	batch := make([]*request, 0, wr.db.maxBatch)
 	for {
-		req, ok := <-db.reqs
+		req, ok := <-wr.db.reqs
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], req)
 	drain:
-		for len(batch) < db.maxBatch {
+		for len(batch) < wr.db.maxBatch {
 			select {
-			case req, ok := <-db.reqs:
+			case req, ok := <-wr.db.reqs:
 				if !ok {
 					break drain // the next receive returns
 				}
@@ -108,15 +146,16 @@ func (db *DB) run() {
 				break drain
 			}
 		}
-		db.commit(w, batch)
+		wr.commit(batch)
 		clear(batch) // drop references to finished requests
 	}
 }
 
 // commit applies the batch in one transaction, publishes the events of the
-// requests that succeeded, and answers every caller.
-func (db *DB) commit(w *writeTx, batch []*request) {
-	start := time.Now()
+// requests that succeeded, and answers every caller. Requests that lost a
+// deadlock are run again, each in a transaction of its own.
+func (wr *writer) commit(batch []*request) {
+	db := wr.db
 	// Take the requests whose callers are still waiting; the others are
 	// never applied.
 	live := batch[:0]
@@ -134,48 +173,144 @@ func (db *DB) commit(w *writeTx, batch []*request) {
 	if len(live) == 0 {
 		return
 	}
+	if db.d.postgres {
+		slices.SortStableFunc(live, func(a, b *request) int { return cmp.Compare(a.key, b.key) })
+	}
+	retry := wr.attempt(live)
+	for i := 0; len(retry) > 0; i++ {
+		if i == maxRetries {
+			for _, req := range retry {
+				req.done <- &parley.Error{Code: parley.CodeUnavailable, Message: "storage busy, try again", Err: req.err}
+			}
+			return
+		}
+		// Back off a little, at random, so that the requests that
+		// deadlocked do not meet again at once.
+		time.Sleep(time.Duration(1+rand.IntN(10<<i)) * time.Millisecond)
+		var again []*request
+		for _, req := range retry {
+			again = append(again, wr.attempt([]*request{req})...)
+		}
+		retry = again
+	}
+}
 
+// attempt runs live in one transaction, publishes the events of the
+// requests that succeeded, answers their callers, and returns the requests
+// to run again (deadlocks, PostgreSQL only).
+func (wr *writer) attempt(live []*request) (retry []*request) {
+	db, w := wr.db, &wr.w
+	start := time.Now()
 	defer func() {
 		clear(w.events) // drop references to published events
 		w.events = w.events[:0]
+		w.outboxIDs = w.outboxIDs[:0]
 	}()
-	if err := db.applyBatch(w, live); err != nil {
+	if db.d.postgres {
+		ctx, cancel := context.WithTimeout(context.Background(), db.timeout)
+		defer cancel()
+		w.ctx = ctx
+	}
+	err := wr.connect()
+	if err == nil {
+		err = wr.applyAll(live)
+	}
+	if err == nil {
+		// The ticket is taken before COMMIT: see turnstile.
+		var ticket uint64
+		ordered := len(w.events) > 0
+		if ordered {
+			ticket = db.order.take()
+		}
+		if _, err = w.exec(`COMMIT`); err != nil {
+			// A failed COMMIT may leave the transaction open (SQLite);
+			// an error here means there was none left.
+			w.exec(`ROLLBACK`)
+			err = fmt.Errorf("commit: %w", err)
+		}
+		if ordered {
+			db.order.wait(ticket)
+			if err == nil {
+				wr.publishEvents()
+			}
+			db.order.done(ticket)
+		}
+	}
+	if err != nil {
+		wr.drop()
+		if db.d.postgres && isRetryable(err) {
+			return live
+		}
 		// The transaction is gone: nothing of the batch was applied.
+		err = db.storageError(err)
 		db.log.Error("sqlstore: write batch failed", "err", err, "writes", len(live))
 		for _, req := range live {
 			req.done <- err
 		}
-		return
+		return nil
 	}
 	db.observeSince("commit", start)
-
-	if db.pub != nil {
-		for _, ev := range w.events {
-			if err := db.pub.Publish(db.bg, ev); err != nil {
-				db.log.Error("sqlstore: publish failed", "err", err, "type", ev.Type)
-			}
-		}
-	}
 	for _, req := range live {
+		if req.retry {
+			retry = append(retry, req)
+			continue
+		}
 		req.done <- req.err
 	}
+	return retry
 }
 
-// applyBatch runs every request in its own savepoint inside one
-// BEGIN IMMEDIATE transaction and commits. It returns an error only when the
-// transaction as a whole failed; each request's own error is in req.err.
-func (db *DB) applyBatch(w *writeTx, live []*request) (err error) {
-	if _, err := w.exec(`BEGIN IMMEDIATE`); err != nil {
+// connect makes sure the writer has a connection (PostgreSQL), failing fast
+// while the database is known to be unreachable.
+func (wr *writer) connect() error {
+	db := wr.db
+	if !db.d.postgres {
+		return nil
+	}
+	if err := db.health.check(); err != nil {
+		return err
+	}
+	if wr.conn != nil {
+		return nil
+	}
+	conn, err := db.writer.Conn(wr.w.ctx)
+	if err != nil {
+		return fmt.Errorf("writer connection: %w", err)
+	}
+	wr.conn, wr.w.q = conn, conn
+	return nil
+}
+
+// drop gives up the writer's connection after a failed transaction
+// (PostgreSQL), so that the next batch starts on a sound one; on SQLite the
+// one connection stays.
+func (wr *writer) drop() {
+	if !wr.db.d.postgres || wr.conn == nil {
+		return
+	}
+	// ErrBadConn from Raw makes database/sql close the connection instead
+	// of returning it to the pool.
+	wr.conn.Raw(func(any) error { return driver.ErrBadConn })
+	wr.conn.Close()
+	wr.conn, wr.w.q = nil, nil
+}
+
+// applyAll begins a transaction and runs every request in its own
+// savepoint, then writes the events to the outbox if there is one. It
+// returns an error only when the transaction as a whole failed, and then
+// has rolled it back; each request's own error is in req.err.
+func (wr *writer) applyAll(live []*request) (err error) {
+	db, w := wr.db, &wr.w
+	if _, err := w.exec(db.d.beginWrite()); err != nil {
 		return fmt.Errorf("begin write: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			// Also rolls back after a failed COMMIT, which may leave the
-			// transaction open. An error here means there was none left.
 			w.exec(`ROLLBACK`)
 		}
 	}()
 	for _, req := range live {
+		req.err, req.retry = nil, false
 		mark := len(w.events)
 		w.now = parley.Now()
 		if _, err := w.exec(`SAVEPOINT request`); err != nil {
@@ -195,14 +330,41 @@ func (db *DB) applyBatch(w *writeTx, live []*request) (err error) {
 		if _, err := w.exec(`RELEASE request`); err != nil {
 			return fmt.Errorf("release savepoint: %w", err)
 		}
-		if !isClientError(req.err) {
+		switch {
+		case db.d.postgres && isRetryable(req.err):
+			req.retry = true
+		case !isClientError(req.err):
 			db.log.Error("sqlstore: write failed", "err", req.err)
 		}
 	}
-	if _, err := w.exec(`COMMIT`); err != nil {
-		return fmt.Errorf("commit: %w", err)
+	if db.outbox != nil && len(w.events) > 0 {
+		if err := db.outbox.insert(w); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// publishEvents publishes the events of the committed transaction, in
+// order, and hands the outbox rows of those published to the outbox.
+func (wr *writer) publishEvents() {
+	db, w := wr.db, &wr.w
+	if db.pub == nil {
+		return
+	}
+	var published []int64
+	for i, ev := range w.events {
+		if err := db.pub.Publish(db.bg, ev); err != nil {
+			db.log.Error("sqlstore: publish failed", "err", err, "type", ev.Type)
+			continue // its outbox row stays, for the relay
+		}
+		if db.outbox != nil {
+			published = append(published, w.outboxIDs[i])
+		}
+	}
+	if len(published) > 0 {
+		db.outbox.published(published)
+	}
 }
 
 // isClientError reports whether err is a client's mistake (a *parley.Error

@@ -20,103 +20,101 @@ import (
 // conversation got gap-free seqs, that each client_message_id was stored
 // once, and that message.new was published in increasing seq.
 func TestConcurrentSends(t *testing.T) {
-	ctx := context.Background()
-	rec := &recorder{}
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "p.db"), rec, Options{MaxBatch: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	const (
-		convs     = 3
-		senders   = 24
-		perSender = 30
-	)
-	var users []string
-	for i := range senders {
-		users = append(users, newUser(t, db, fmt.Sprintf("user%02d", i)).ID)
-	}
-	var convIDs []string
-	for range convs {
-		convIDs = append(convIDs, newGroup(t, db, users[0], users[1:]...).ID)
-	}
-	rec.take()
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		rec := &recorder{}
+		db := newLocation(t, engine).mustOpen(t, rec, Options{MaxBatch: 16})
+		const (
+			convs     = 3
+			senders   = 24
+			perSender = 30
+		)
+		var users []string
+		for i := range senders {
+			users = append(users, newUser(t, db, fmt.Sprintf("user%02d", i)).ID)
+		}
+		var convIDs []string
+		for range convs {
+			convIDs = append(convIDs, newGroup(t, db, users[0], users[1:]...).ID)
+		}
+		rec.take()
 
-	// Sender i sends message j to conversation j%convs with client id j,
-	// twice at once from two goroutines: each pair must store one message.
-	type key struct{ conv, sender, client string }
-	var mu sync.Mutex
-	ids := make(map[key]map[string]bool) // the message ids each key got back
-	var wg sync.WaitGroup
-	for i := range senders {
-		for copy := range 2 {
-			wg.Go(func() {
-				for j := range perSender {
-					p := parley.NewMessage{
-						ConversationID:  convIDs[j%convs],
-						SenderID:        users[i],
-						ClientMessageID: fmt.Sprintf("m%d", j),
-						Kind:            parley.KindText,
-						Text:            fmt.Sprintf("%d/%d/%d", i, j, copy),
+		// Sender i sends message j to conversation j%convs with client id j,
+		// twice at once from two goroutines: each pair must store one message.
+		type key struct{ conv, sender, client string }
+		var mu sync.Mutex
+		ids := make(map[key]map[string]bool) // the message ids each key got back
+		var wg sync.WaitGroup
+		for i := range senders {
+			for copy := range 2 {
+				wg.Go(func() {
+					for j := range perSender {
+						p := parley.NewMessage{
+							ConversationID:  convIDs[j%convs],
+							SenderID:        users[i],
+							ClientMessageID: fmt.Sprintf("m%d", j),
+							Kind:            parley.KindText,
+							Text:            fmt.Sprintf("%d/%d/%d", i, j, copy),
+						}
+						m, _, err := db.SendMessage(ctx, p)
+						if err != nil {
+							t.Errorf("SendMessage: %v", err)
+							return
+						}
+						k := key{p.ConversationID, p.SenderID, p.ClientMessageID}
+						mu.Lock()
+						if ids[k] == nil {
+							ids[k] = map[string]bool{}
+						}
+						ids[k][m.ID] = true
+						mu.Unlock()
 					}
-					m, _, err := db.SendMessage(ctx, p)
-					if err != nil {
-						t.Errorf("SendMessage: %v", err)
-						return
-					}
-					k := key{p.ConversationID, p.SenderID, p.ClientMessageID}
-					mu.Lock()
-					if ids[k] == nil {
-						ids[k] = map[string]bool{}
-					}
-					ids[k][m.ID] = true
-					mu.Unlock()
+				})
+			}
+		}
+		wg.Wait()
+
+		for k, got := range ids {
+			if len(got) != 1 {
+				t.Errorf("%v got %d different messages", k, len(got))
+			}
+		}
+		total := 0
+		for _, conv := range convIDs {
+			msgs, more, err := db.Messages(ctx, conv, users[0], parley.HistoryQuery{Limit: 1000})
+			if err != nil || more {
+				t.Fatalf("history: more %v err %v", more, err)
+			}
+			seen := map[string]bool{}
+			for i, m := range msgs {
+				if m.Seq != int64(i+1) {
+					t.Fatalf("conversation %s: message %d has seq %d", conv, i, m.Seq)
 				}
-			})
-		}
-	}
-	wg.Wait()
-
-	for k, got := range ids {
-		if len(got) != 1 {
-			t.Errorf("%v got %d different messages", k, len(got))
-		}
-	}
-	total := 0
-	for _, conv := range convIDs {
-		msgs, more, err := db.Messages(ctx, conv, users[0], parley.HistoryQuery{Limit: 1000})
-		if err != nil || more {
-			t.Fatalf("history: more %v err %v", more, err)
-		}
-		seen := map[string]bool{}
-		for i, m := range msgs {
-			if m.Seq != int64(i+1) {
-				t.Fatalf("conversation %s: message %d has seq %d", conv, i, m.Seq)
+				k := m.SenderID + "/" + m.ClientMessageID
+				if seen[k] {
+					t.Errorf("%s stored twice", k)
+				}
+				seen[k] = true
 			}
-			k := m.SenderID + "/" + m.ClientMessageID
-			if seen[k] {
-				t.Errorf("%s stored twice", k)
-			}
-			seen[k] = true
+			total += len(msgs)
 		}
-		total += len(msgs)
-	}
-	if want := senders * perSender; total != want {
-		t.Errorf("%d messages stored, want %d", total, want)
-	}
+		if want := senders * perSender; total != want {
+			t.Errorf("%d messages stored, want %d", total, want)
+		}
 
-	evs := rec.take()
-	if len(evs) != total {
-		t.Errorf("%d events, want %d", len(evs), total)
-	}
-	last := map[string]int64{}
-	for _, ev := range evs {
-		m := ev.Message
-		if m.Seq != last[m.ConversationID]+1 {
-			t.Fatalf("conversation %s: published seq %d after %d", m.ConversationID, m.Seq, last[m.ConversationID])
+		evs := rec.take()
+		if len(evs) != total {
+			t.Errorf("%d events, want %d", len(evs), total)
 		}
-		last[m.ConversationID] = m.Seq
-	}
+		last := map[string]int64{}
+		for _, ev := range evs {
+			m := ev.Message
+			if m.Seq != last[m.ConversationID]+1 {
+				t.Fatalf("conversation %s: published seq %d after %d", m.ConversationID, m.Seq, last[m.ConversationID])
+			}
+			last[m.ConversationID] = m.Seq
+		}
+	})
 }
 
 // blockingPublisher holds the writer inside Publish until released, so
@@ -136,206 +134,205 @@ func (p *blockingPublisher) Publish(ctx context.Context, ev *parley.Event) error
 }
 
 func TestCancelledWriteIsNotApplied(t *testing.T) {
-	ctx := context.Background()
-	pub := &blockingPublisher{entered: make(chan struct{}), release: make(chan struct{})}
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "p.db"), pub, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		pub := &blockingPublisher{entered: make(chan struct{}), release: make(chan struct{})}
+		// One writer on PostgreSQL too, so that writes queue behind it.
+		db := newLocation(t, engine).mustOpen(t, pub, Options{Writers: 1})
+		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
 
-	// The first event blocks the writer after its commit.
-	firstDone := make(chan error, 1)
-	go func() {
-		_, _, err := db.CreateConversation(ctx, parley.NewConversation{Type: parley.Direct, CreatorID: alice.ID, MemberIDs: []string{bob.ID}})
-		firstDone <- err
-	}()
-	<-pub.entered
+		// The first event blocks the writer after its commit.
+		firstDone := make(chan error, 1)
+		go func() {
+			_, _, err := db.CreateConversation(ctx, parley.NewConversation{Type: parley.Direct, CreatorID: alice.ID, MemberIDs: []string{bob.ID}})
+			firstDone <- err
+		}()
+		<-pub.entered
 
-	// A write queued now, whose caller gives up before the writer takes it.
-	cctx, cancel := context.WithCancel(ctx)
-	queuedDone := make(chan error, 1)
-	go func() {
-		queuedDone <- db.SetLastSeen(cctx, alice.ID, parley.NewTime(alice.CreatedAt.Add(time.Hour)))
-	}()
-	waitFor(t, "the write to be queued", func() bool { return len(db.reqs) == 1 })
-	cancel()
-	if err := <-queuedDone; !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled write = %v, want context.Canceled", err)
-	}
-	// A write whose context is already over never reaches the queue.
-	if err := db.SetLastSeen(cctx, alice.ID, parley.NewTime(alice.CreatedAt.Add(time.Hour))); !errors.Is(err, context.Canceled) {
-		t.Fatalf("write with a done context = %v", err)
-	}
-	close(pub.release)
-	if err := <-firstDone; err != nil {
-		t.Fatal(err)
-	}
-	seen, err := db.LastSeen(ctx, []string{alice.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !seen[alice.ID].Equal(alice.CreatedAt.Time) {
-		t.Errorf("the cancelled write was applied: %v", seen)
-	}
+		// A write queued now, whose caller gives up before the writer takes it.
+		cctx, cancel := context.WithCancel(ctx)
+		queuedDone := make(chan error, 1)
+		go func() {
+			queuedDone <- db.SetLastSeen(cctx, alice.ID, parley.NewTime(alice.CreatedAt.Add(time.Hour)))
+		}()
+		waitFor(t, "the write to be queued", func() bool { return len(db.reqs) == 1 })
+		cancel()
+		if err := <-queuedDone; !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled write = %v, want context.Canceled", err)
+		}
+		// A write whose context is already over never reaches the queue.
+		if err := db.SetLastSeen(cctx, alice.ID, parley.NewTime(alice.CreatedAt.Add(time.Hour))); !errors.Is(err, context.Canceled) {
+			t.Fatalf("write with a done context = %v", err)
+		}
+		close(pub.release)
+		if err := <-firstDone; err != nil {
+			t.Fatal(err)
+		}
+		seen, err := db.LastSeen(ctx, []string{alice.ID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !seen[alice.ID].Equal(alice.CreatedAt.Time) {
+			t.Errorf("the cancelled write was applied: %v", seen)
+		}
+	})
 }
 
 func TestFailingWriteRollsBackAlone(t *testing.T) {
-	ctx := context.Background()
-	pub := &blockingPublisher{entered: make(chan struct{}), release: make(chan struct{})}
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "p.db"), pub, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		pub := &blockingPublisher{entered: make(chan struct{}), release: make(chan struct{})}
+		db := newLocation(t, engine).mustOpen(t, pub, Options{Writers: 1})
+		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
 
-	// Hold the writer so that the next writes commit in one batch.
-	go db.CreateConversation(ctx, parley.NewConversation{Type: parley.Direct, CreatorID: alice.ID, MemberIDs: []string{bob.ID}})
-	<-pub.entered
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	names := []string{"carol", "alice", "dave"} // alice is taken: fails alone
-	for i, name := range names {
-		wg.Go(func() {
-			errs[i] = db.CreateUser(ctx, parley.User{ID: mustID(t), Username: name}, "h")
-		})
-		waitFor(t, "queued", func() bool { return len(db.reqs) == i+1 })
-	}
-	close(pub.release)
-	wg.Wait()
-	wantCode(t, errs[0], "")
-	wantCode(t, errs[1], parley.CodeConflict)
-	wantCode(t, errs[2], "")
-	for _, name := range []string{"carol", "dave"} {
-		if _, _, err := db.UserByUsername(ctx, name); err != nil {
-			t.Errorf("%s: %v", name, err)
+		// Hold the writer so that the next writes commit in one batch.
+		go db.CreateConversation(ctx, parley.NewConversation{Type: parley.Direct, CreatorID: alice.ID, MemberIDs: []string{bob.ID}})
+		<-pub.entered
+		errs := make([]error, 3)
+		var wg sync.WaitGroup
+		names := []string{"carol", "alice", "dave"} // alice is taken: fails alone
+		for i, name := range names {
+			wg.Go(func() {
+				errs[i] = db.CreateUser(ctx, parley.User{ID: mustID(t), Username: name}, "h")
+			})
+			waitFor(t, "queued", func() bool { return len(db.reqs) == i+1 })
 		}
-	}
+		close(pub.release)
+		wg.Wait()
+		wantCode(t, errs[0], "")
+		wantCode(t, errs[1], parley.CodeConflict)
+		wantCode(t, errs[2], "")
+		for _, name := range []string{"carol", "dave"} {
+			if _, _, err := db.UserByUsername(ctx, name); err != nil {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	})
 }
 
 func TestClose(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
-	db, err := Open(ctx, path, nil, Options{MaxBatch: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
-	conv := newDirect(t, db, alice.ID, bob.ID)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		loc := newLocation(t, engine)
+		db, err := loc.open(ctx, nil, Options{MaxBatch: 8})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+		conv := newDirect(t, db, alice.ID, bob.ID)
 
-	// Writes racing Close either complete durably or answer unavailable.
-	var ok atomic.Int64
-	var wg sync.WaitGroup
-	for i := range 50 {
-		wg.Go(func() {
-			_, _, err := db.SendMessage(ctx, parley.NewMessage{ConversationID: conv.ID, SenderID: alice.ID,
-				ClientMessageID: fmt.Sprint(i), Kind: parley.KindText, Text: "x"})
-			switch parley.ErrorCode(err) {
-			case "":
-				ok.Add(1)
-			case parley.CodeUnavailable:
-			default:
-				t.Errorf("SendMessage during Close: %v", err)
-			}
-		})
-	}
-	waitFor(t, "some writes to commit", func() bool { return ok.Load() > 0 })
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	select {
-	case <-db.done:
-	default:
-		t.Error("writer goroutine still running after Close")
-	}
-	if err := db.Close(); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	_, _, err = db.SendMessage(ctx, parley.NewMessage{ConversationID: conv.ID, SenderID: alice.ID, ClientMessageID: "late", Kind: parley.KindText})
-	wantCode(t, err, parley.CodeUnavailable)
-	wantCode(t, db.Ping(ctx), parley.CodeUnavailable)
-	_, err = db.UserByID(ctx, alice.ID)
-	wantCode(t, err, parley.CodeUnavailable)
+		// Writes racing Close either complete durably or answer unavailable.
+		var ok atomic.Int64
+		var wg sync.WaitGroup
+		for i := range 50 {
+			wg.Go(func() {
+				_, _, err := db.SendMessage(ctx, parley.NewMessage{ConversationID: conv.ID, SenderID: alice.ID,
+					ClientMessageID: fmt.Sprint(i), Kind: parley.KindText, Text: "x"})
+				switch parley.ErrorCode(err) {
+				case "":
+					ok.Add(1)
+				case parley.CodeUnavailable:
+				default:
+					t.Errorf("SendMessage during Close: %v", err)
+				}
+			})
+		}
+		waitFor(t, "some writes to commit", func() bool { return ok.Load() > 0 })
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		select {
+		case <-db.done:
+		default:
+			t.Error("writer goroutine still running after Close")
+		}
+		if err := db.Close(); err != nil {
+			t.Errorf("second Close: %v", err)
+		}
+		_, _, err = db.SendMessage(ctx, parley.NewMessage{ConversationID: conv.ID, SenderID: alice.ID, ClientMessageID: "late", Kind: parley.KindText})
+		wantCode(t, err, parley.CodeUnavailable)
+		wantCode(t, db.Ping(ctx), parley.CodeUnavailable)
+		_, err = db.UserByID(ctx, alice.ID)
+		wantCode(t, err, parley.CodeUnavailable)
 
-	db, err = Open(ctx, path, nil, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	msgs, _, err := db.Messages(ctx, conv.ID, bob.ID, parley.HistoryQuery{Limit: 100})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if int64(len(msgs)) != ok.Load() {
-		t.Errorf("%d messages stored, %d acknowledged", len(msgs), ok.Load())
-	}
+		db = loc.mustOpen(t, nil, Options{})
+		msgs, _, err := db.Messages(ctx, conv.ID, bob.ID, parley.HistoryQuery{Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(msgs)) != ok.Load() {
+			t.Errorf("%d messages stored, %d acknowledged", len(msgs), ok.Load())
+		}
+	})
 }
 
 func TestReopen(t *testing.T) {
-	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "p.db")
-	db, err := Open(ctx, path, nil, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
-	g := newGroup(t, db, alice.ID, bob.ID)
-	last := send(t, db, g.ID, bob.ID, "persisted")
-	if _, err := db.MarkReceipt(ctx, g.ID, alice.ID, parley.Read, 1); err != nil {
-		t.Fatal(err)
-	}
-	ms, err := loadMigrations(migrations)
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	for range 2 { // reopening again applies no migration twice
-		want, err := db.Conversation(ctx, g.ID, alice.ID)
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		loc := newLocation(t, engine)
+		db, err := loc.open(ctx, nil, Options{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+		g := newGroup(t, db, alice.ID, bob.ID)
+		last := send(t, db, g.ID, bob.ID, "persisted")
+		if _, err := db.MarkReceipt(ctx, g.ID, alice.ID, parley.Read, 1); err != nil {
+			t.Fatal(err)
+		}
+		ms, err := loadMigrations(migrations, engine)
+		if err != nil {
+			t.Fatal(err)
+		}
+
+		for range 2 { // reopening again applies no migration twice
+			want, err := db.Conversation(ctx, g.ID, alice.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err = loc.open(ctx, nil, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := db.Conversation(ctx, g.ID, alice.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.ReadSeq != 1 || got.LastSeq != last.Seq || *got.LastMessage != last ||
+				!got.UpdatedAt.Equal(want.UpdatedAt.Time) || !slices.Equal(got.Members, want.Members) {
+				t.Errorf("after reopen %+v, want %+v", got, want)
+			}
+			if u, _, err := db.UserByUsername(ctx, "alice"); err != nil || u != alice {
+				t.Errorf("alice after reopen: %+v, %v", u, err)
+			}
+			var rows, versions int
+			if err := db.readers.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&rows, &versions); err != nil {
+				t.Fatal(err)
+			}
+			if rows != len(ms) || versions != len(ms) {
+				t.Errorf("schema_migrations has %d rows of %d versions, want %d", rows, versions, len(ms))
+			}
+			// The sequence continues where it was.
+			next := send(t, db, g.ID, alice.ID, "more")
+			if next.Seq != last.Seq+1 {
+				t.Errorf("seq after reopen %d, want %d", next.Seq, last.Seq+1)
+			}
+			last = next
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		db, err = Open(ctx, path, nil, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := db.Conversation(ctx, g.ID, alice.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got.ReadSeq != 1 || got.LastSeq != last.Seq || *got.LastMessage != last ||
-			!got.UpdatedAt.Equal(want.UpdatedAt.Time) || !slices.Equal(got.Members, want.Members) {
-			t.Errorf("after reopen %+v, want %+v", got, want)
-		}
-		if u, _, err := db.UserByUsername(ctx, "alice"); err != nil || u != alice {
-			t.Errorf("alice after reopen: %+v, %v", u, err)
-		}
-		var rows, versions int
-		if err := db.readers.QueryRowContext(ctx, `SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&rows, &versions); err != nil {
-			t.Fatal(err)
-		}
-		if rows != len(ms) || versions != len(ms) {
-			t.Errorf("schema_migrations has %d rows of %d versions, want %d", rows, versions, len(ms))
-		}
-		// The sequence continues where it was.
-		next := send(t, db, g.ID, alice.ID, "more")
-		if next.Seq != last.Seq+1 {
-			t.Errorf("seq after reopen %d, want %d", next.Seq, last.Seq+1)
-		}
-		last = next
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	})
 }
 
+// TestPragmas checks SQLite's settings: WAL, synchronous=FULL, foreign
+// keys, and a read pool that cannot write.
 func TestPragmas(t *testing.T) {
-	db, _ := openTestDB(t)
+	db, _ := openTestDB(t, "sqlite")
 	ctx := context.Background()
 	var mode string
 	var sync, fk int
@@ -359,39 +356,42 @@ func TestPragmas(t *testing.T) {
 }
 
 func TestObserveLatency(t *testing.T) {
-	ctx := context.Background()
-	var mu sync.Mutex
-	ops := map[string]int{}
-	db, err := Open(ctx, filepath.Join(t.TempDir(), "p.db"), nil, Options{ObserveLatency: func(op string, d time.Duration) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		ops := map[string]int{}
+		db := newLocation(t, engine).mustOpen(t, nil, Options{ObserveLatency: func(op string, d time.Duration) {
+			mu.Lock()
+			defer mu.Unlock()
+			ops[op]++
+		}})
+		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+		d := newDirect(t, db, alice.ID, bob.ID)
+		send(t, db, d.ID, alice.ID, "x")
+		db.Messages(ctx, d.ID, alice.ID, parley.HistoryQuery{Limit: 1})
 		mu.Lock()
 		defer mu.Unlock()
-		ops[op]++
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
-	d := newDirect(t, db, alice.ID, bob.ID)
-	send(t, db, d.ID, alice.ID, "x")
-	db.Messages(ctx, d.ID, alice.ID, parley.HistoryQuery{Limit: 1})
-	mu.Lock()
-	defer mu.Unlock()
-	for _, op := range []string{"create_user", "user_by_id", "create_conversation", "send_message", "messages", "commit"} {
-		if ops[op] == 0 {
-			t.Errorf("no latency observed for %s (got %v)", op, ops)
+		for _, op := range []string{"create_user", "user_by_id", "create_conversation", "send_message", "messages", "commit"} {
+			if ops[op] == 0 {
+				t.Errorf("no latency observed for %s (got %v)", op, ops)
+			}
 		}
-	}
+	})
 }
 
 func TestMigrationNames(t *testing.T) {
-	ms, err := loadMigrations(migrations)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, m := range ms {
-		if m.version != i+1 {
-			t.Errorf("migration %s has version %d, want %d", m.name, m.version, i+1)
+	for _, engine := range engines {
+		ms, err := loadMigrations(migrations, engine)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 0 {
+			t.Errorf("no %s migrations", engine)
+		}
+		for i, m := range ms {
+			if m.version != i+1 {
+				t.Errorf("migration %s has version %d, want %d", m.name, m.version, i+1)
+			}
 		}
 	}
 }
@@ -399,36 +399,40 @@ func TestMigrationNames(t *testing.T) {
 // TestConcurrentReadsAndWrites runs more snapshot reads at once than the
 // read pool has connections, alongside writes: nothing may deadlock.
 func TestConcurrentReadsAndWrites(t *testing.T) {
-	ctx := context.Background()
-	db, _ := openTestDB(t)
-	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
-	g := newGroup(t, db, alice.ID, bob.ID)
-	var wg sync.WaitGroup
-	for i := range 64 {
-		wg.Go(func() {
-			for j := range 10 {
-				var err error
-				switch (i + j) % 4 {
-				case 0:
-					_, err = db.Conversations(ctx, alice.ID)
-				case 1:
-					_, err = db.Conversation(ctx, g.ID, bob.ID)
-				case 2:
-					_, _, err = db.Messages(ctx, g.ID, alice.ID, parley.HistoryQuery{Limit: 5})
-				case 3:
-					_, _, err = db.SendMessage(ctx, parley.NewMessage{ConversationID: g.ID, SenderID: bob.ID,
-						ClientMessageID: fmt.Sprint(i, "-", j), Kind: parley.KindText, Text: "x"})
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		db, _ := openTestDB(t, engine)
+		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+		g := newGroup(t, db, alice.ID, bob.ID)
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Go(func() {
+				for j := range 10 {
+					var err error
+					switch (i + j) % 4 {
+					case 0:
+						_, err = db.Conversations(ctx, alice.ID)
+					case 1:
+						_, err = db.Conversation(ctx, g.ID, bob.ID)
+					case 2:
+						_, _, err = db.Messages(ctx, g.ID, alice.ID, parley.HistoryQuery{Limit: 5})
+					case 3:
+						_, _, err = db.SendMessage(ctx, parley.NewMessage{ConversationID: g.ID, SenderID: bob.ID,
+							ClientMessageID: fmt.Sprint(i, "-", j), Kind: parley.KindText, Text: "x"})
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
 				}
-				if err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+			})
+		}
+		wg.Wait()
+	})
 }
 
+// TestOpenOddPath opens a SQLite file whose path needs escaping in the
+// driver's URI.
 func TestOpenOddPath(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a dir #1?")
 	if err := os.Mkdir(dir, 0o755); err != nil {
