@@ -211,7 +211,7 @@ func (wr *writer) attempt(live []*request) (retry []*request) {
 		defer cancel()
 		w.ctx = ctx
 	}
-	err := wr.connect()
+	err := wr.begin()
 	if err == nil {
 		err = wr.applyAll(live)
 	}
@@ -281,6 +281,30 @@ func (wr *writer) connect() error {
 	return nil
 }
 
+// begin starts the batch's transaction. On PostgreSQL a connection that
+// broke while idle (the server restarted, the network dropped it) is found
+// out here, before anything was sent: the writer takes a fresh one and
+// begins again, rather than fail a batch for a connection it no longer
+// needed.
+func (wr *writer) begin() error {
+	err := wr.connect()
+	if err != nil {
+		return err
+	}
+	_, err = wr.w.exec(wr.db.d.beginWrite())
+	if err != nil && wr.db.d.postgres && errors.Is(err, driver.ErrBadConn) {
+		wr.drop()
+		if err = wr.connect(); err != nil {
+			return err
+		}
+		_, err = wr.w.exec(wr.db.d.beginWrite())
+	}
+	if err != nil {
+		return fmt.Errorf("begin write: %w", err)
+	}
+	return nil
+}
+
 // drop gives up the writer's connection after a failed transaction
 // (PostgreSQL), so that the next batch starts on a sound one; on SQLite the
 // one connection stays.
@@ -295,15 +319,12 @@ func (wr *writer) drop() {
 	wr.conn, wr.w.q = nil, nil
 }
 
-// applyAll begins a transaction and runs every request in its own
-// savepoint, then writes the events to the outbox if there is one. It
-// returns an error only when the transaction as a whole failed, and then
-// has rolled it back; each request's own error is in req.err.
+// applyAll runs every request in its own savepoint of the transaction
+// begun, then writes the events to the outbox if there is one. It returns
+// an error only when the transaction as a whole failed, and then has
+// rolled it back; each request's own error is in req.err.
 func (wr *writer) applyAll(live []*request) (err error) {
 	db, w := wr.db, &wr.w
-	if _, err := w.exec(db.d.beginWrite()); err != nil {
-		return fmt.Errorf("begin write: %w", err)
-	}
 	defer func() {
 		if err != nil {
 			w.exec(`ROLLBACK`)

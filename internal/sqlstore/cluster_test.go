@@ -1,0 +1,421 @@
+package sqlstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/pgtest"
+)
+
+// The tests of this file run PostgreSQL only: several DBs opened on the
+// same schema are the nodes of a cluster, each with several writers.
+
+// openNodes opens n DBs on one fresh schema, each publishing to its own
+// recorder, and closes them at the end of the test.
+func openNodes(t *testing.T, n int, opts Options) ([]*DB, []*recorder) {
+	t.Helper()
+	loc := newLocation(t, "postgres")
+	var dbs []*DB
+	var recs []*recorder
+	for range n {
+		rec := &recorder{}
+		dbs = append(dbs, loc.mustOpen(t, rec, opts))
+		recs = append(recs, rec)
+	}
+	return dbs, recs
+}
+
+// together runs f(i) for i in [0, n) in goroutines released at once, and
+// waits for them.
+func together(n int, f func(i int)) {
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+// TestClusterConcurrentSends sends from two nodes into one conversation at
+// once: seqs are 1..N without gaps, every client_message_id is stored once,
+// and each node published message.new in increasing seq.
+func TestClusterConcurrentSends(t *testing.T) {
+	ctx := context.Background()
+	dbs, recs := openNodes(t, 2, Options{MaxBatch: 16})
+	const senders, perSender = 8, 25
+	var users []string
+	for i := range senders {
+		users = append(users, newUser(t, dbs[i%2], fmt.Sprintf("user%02d", i)).ID)
+	}
+	g := newGroup(t, dbs[0], users[0], users[1:]...)
+	recs[0].take()
+
+	// Each sender sends through both nodes, alternately, and repeats each
+	// message through the other node at once: one is stored.
+	ids := make([]map[string]string, senders) // client id -> message id, per sender
+	together(2*senders, func(k int) {
+		i, node := k/2, k%2
+		for j := range perSender {
+			db := dbs[(node+j)%2]
+			m, _, err := db.SendMessage(ctx, parley.NewMessage{ConversationID: g.ID, SenderID: users[i],
+				ClientMessageID: fmt.Sprintf("m%d", j), Kind: parley.KindText, Text: "x"})
+			if err != nil {
+				t.Errorf("SendMessage: %v", err)
+				return
+			}
+			if node == 0 {
+				// Only the first goroutine of the pair records; the other
+				// checks below through the history.
+				if ids[i] == nil {
+					ids[i] = map[string]string{}
+				}
+				ids[i][m.ClientMessageID] = m.ID
+			}
+		}
+	})
+
+	msgs, more, err := dbs[1].Messages(ctx, g.ID, users[0], parley.HistoryQuery{Limit: 1000})
+	if err != nil || more {
+		t.Fatalf("history: more %v err %v", more, err)
+	}
+	if len(msgs) != senders*perSender {
+		t.Fatalf("%d messages stored, want %d", len(msgs), senders*perSender)
+	}
+	seen := map[string]bool{}
+	for i, m := range msgs {
+		if m.Seq != int64(i+1) {
+			t.Fatalf("message %d has seq %d", i, m.Seq)
+		}
+		k := m.SenderID + "/" + m.ClientMessageID
+		if seen[k] {
+			t.Errorf("%s stored twice", k)
+		}
+		seen[k] = true
+		sender := slices.Index(users, m.SenderID)
+		if got := ids[sender][m.ClientMessageID]; got != m.ID {
+			t.Errorf("%s: the sender got message %s, stored %s", k, got, m.ID)
+		}
+	}
+	total := 0
+	for node, rec := range recs {
+		var last int64
+		for _, ev := range rec.take() {
+			if ev.Type != parley.EventMessageNew {
+				continue
+			}
+			if ev.Message.Seq <= last {
+				t.Fatalf("node %d published seq %d after %d", node, ev.Message.Seq, last)
+			}
+			last = ev.Message.Seq
+			total++
+		}
+	}
+	if total != len(msgs) {
+		t.Errorf("%d message.new published by the nodes, want %d", total, len(msgs))
+	}
+}
+
+// TestClusterSameClientMessageID sends the same message through two nodes
+// at the same moment: one is stored, and both callers get it.
+func TestClusterSameClientMessageID(t *testing.T) {
+	ctx := context.Background()
+	dbs, _ := openNodes(t, 2, Options{})
+	alice, bob := newUser(t, dbs[0], "alice"), newUser(t, dbs[0], "bob")
+	d := newDirect(t, dbs[0], alice.ID, bob.ID)
+	for round := range 20 {
+		var got [2]parley.Message
+		var created [2]bool
+		together(2, func(i int) {
+			var err error
+			got[i], created[i], err = dbs[i].SendMessage(ctx, parley.NewMessage{ConversationID: d.ID, SenderID: alice.ID,
+				ClientMessageID: fmt.Sprint("c", round), Kind: parley.KindText, Text: fmt.Sprint("from node ", i)})
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+			}
+		})
+		if got[0] != got[1] || created[0] == created[1] {
+			t.Fatalf("round %d: %+v created %v, %+v created %v; want one message, created once", round, got[0], created[0], got[1], created[1])
+		}
+		if got[0].Seq != int64(round+1) {
+			t.Fatalf("round %d: seq %d", round, got[0].Seq)
+		}
+	}
+}
+
+// TestClusterDirectConversation creates the same pair's direct conversation
+// through two nodes at once, each from one side: one conversation.
+func TestClusterDirectConversation(t *testing.T) {
+	ctx := context.Background()
+	dbs, recs := openNodes(t, 2, Options{})
+	for round := range 10 {
+		a, b := newUser(t, dbs[0], fmt.Sprint("a", round)), newUser(t, dbs[1], fmt.Sprint("b", round))
+		recs[0].take()
+		recs[1].take()
+		var convs [2]parley.Conversation
+		var created [2]bool
+		together(2, func(i int) {
+			p := parley.NewConversation{Type: parley.Direct, CreatorID: a.ID, MemberIDs: []string{b.ID}}
+			if i == 1 {
+				p.CreatorID, p.MemberIDs = b.ID, []string{a.ID}
+			}
+			var err error
+			convs[i], created[i], err = dbs[i].CreateConversation(ctx, p)
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+			}
+		})
+		if convs[0].ID != convs[1].ID || created[0] == created[1] {
+			t.Fatalf("round %d: %s created %v, %s created %v; want one conversation, created once",
+				round, convs[0].ID, created[0], convs[1].ID, created[1])
+		}
+		if len(convs[0].Members) != 2 || len(convs[1].Members) != 2 {
+			t.Fatalf("round %d: members %v, %v", round, convs[0].Members, convs[1].Members)
+		}
+		if evs := len(recs[0].take()) + len(recs[1].take()); evs != 1 {
+			t.Errorf("round %d: %d conversation.updated, want 1", round, evs)
+		}
+	}
+}
+
+// TestClusterRefreshRotation rotates one refresh token through two nodes
+// at once: exactly one rotation succeeds, the other is reuse.
+func TestClusterRefreshRotation(t *testing.T) {
+	ctx := context.Background()
+	dbs, _ := openNodes(t, 2, Options{})
+	alice := newUser(t, dbs[0], "alice")
+	future := parley.NewTime(time.Now().Add(time.Hour))
+	for round := range 10 {
+		first := fmt.Sprint("t", round)
+		if err := dbs[0].CreateSession(ctx, parley.RefreshToken{Hash: first, FamilyID: mustID(t), UserID: alice.ID, ExpiresAt: future}); err != nil {
+			t.Fatal(err)
+		}
+		var errs [2]error
+		together(2, func(i int) {
+			_, errs[i] = dbs[i].RotateRefreshToken(ctx, first, parley.RefreshToken{Hash: fmt.Sprint(first, "-", i), ExpiresAt: future})
+		})
+		ok := 0
+		for _, err := range errs {
+			switch parley.ErrorCode(err) {
+			case "":
+				ok++
+			case parley.CodeUnauthenticated:
+			default:
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d rotations succeeded (%v), want 1", round, ok, errs)
+		}
+	}
+}
+
+// TestClusterSecret asks three nodes for a secret at once: they all get the
+// same value, and later calls create nothing.
+func TestClusterSecret(t *testing.T) {
+	ctx := context.Background()
+	dbs, _ := openNodes(t, 3, Options{})
+	for round := range 5 {
+		name := fmt.Sprint("key", round)
+		var got [3][]byte
+		together(3, func(i int) {
+			var err error
+			got[i], err = dbs[i].Secret(ctx, name, func() ([]byte, error) {
+				b := make([]byte, 32)
+				rand.Read(b)
+				return b, nil
+			})
+			if err != nil {
+				t.Errorf("node %d: %v", i, err)
+			}
+		})
+		if len(got[0]) != 32 || !bytes.Equal(got[0], got[1]) || !bytes.Equal(got[0], got[2]) {
+			t.Fatalf("round %d: the nodes got %x, %x, %x", round, got[0], got[1], got[2])
+		}
+		again, err := dbs[1].Secret(ctx, name, func() ([]byte, error) { return nil, errors.New("created again") })
+		if err != nil || !bytes.Equal(again, got[0]) {
+			t.Fatalf("round %d: again %x, %v", round, again, err)
+		}
+	}
+}
+
+// TestClusterClaimPushJobs claims from two nodes, each with several
+// claimers, at once: no job is claimed twice, and every job is claimed.
+func TestClusterClaimPushJobs(t *testing.T) {
+	ctx := context.Background()
+	dbs, _ := openNodes(t, 2, Options{PushPlatforms: []parley.Platform{parley.PlatformIOS}})
+	var users []string
+	for i := range 8 {
+		users = append(users, newUser(t, dbs[0], fmt.Sprintf("user%d", i)).ID)
+		putToken(t, dbs[0], users[i], parley.PlatformIOS, fmt.Sprint("tok", i))
+	}
+	g := newGroup(t, dbs[0], users[0], users[1:]...)
+	for range 30 {
+		send(t, dbs[0], g.ID, users[0], "x") // 7 jobs each
+	}
+	const want = 30 * 7
+	var mu sync.Mutex
+	claimed := map[int64]int{}
+	now := time.Now()
+	together(6, func(i int) {
+		for {
+			jobs, _, err := dbs[i%2].ClaimPushJobs(ctx, now, time.Hour, 5)
+			if err != nil {
+				t.Errorf("claim: %v", err)
+				return
+			}
+			if len(jobs) == 0 {
+				return
+			}
+			mu.Lock()
+			for _, j := range jobs {
+				claimed[j.ID]++
+			}
+			mu.Unlock()
+		}
+	})
+	for id, n := range claimed {
+		if n != 1 {
+			t.Errorf("job %d claimed %d times", id, n)
+		}
+	}
+	if len(claimed) != want {
+		t.Errorf("%d jobs claimed, want %d", len(claimed), want)
+	}
+}
+
+// TestClusterRaces runs the other writes that two nodes may race on: the
+// same username, the same device token, receipts while messages arrive.
+func TestClusterRaces(t *testing.T) {
+	ctx := context.Background()
+	dbs, _ := openNodes(t, 2, Options{})
+
+	t.Run("username", func(t *testing.T) {
+		for round := range 10 {
+			var errs [2]error
+			together(2, func(i int) {
+				errs[i] = dbs[i].CreateUser(ctx, parley.User{ID: mustID(t), Username: fmt.Sprint("taken", round)}, "h")
+			})
+			codes := []parley.Code{parley.ErrorCode(errs[0]), parley.ErrorCode(errs[1])}
+			slices.Sort(codes)
+			if !slices.Equal(codes, []parley.Code{"", parley.CodeConflict}) {
+				t.Fatalf("round %d: %v, want one success and one conflict", round, errs)
+			}
+		}
+	})
+
+	t.Run("device token", func(t *testing.T) {
+		alice, bob := newUser(t, dbs[0], "alice"), newUser(t, dbs[0], "bob")
+		for round := range 10 {
+			tok := fmt.Sprint("same", round)
+			var created [2]bool
+			together(2, func(i int) {
+				var err error
+				created[i], err = dbs[i].PutDeviceToken(ctx, parley.DeviceToken{UserID: alice.ID, Platform: parley.PlatformIOS, Token: tok})
+				if err != nil {
+					t.Errorf("node %d: %v", i, err)
+				}
+			})
+			if created[0] == created[1] {
+				t.Fatalf("round %d: created %v, want once", round, created)
+			}
+			// Two users at once: both succeed; one owns it.
+			together(2, func(i int) {
+				u := []string{alice.ID, bob.ID}[i]
+				if _, err := dbs[i].PutDeviceToken(ctx, parley.DeviceToken{UserID: u, Platform: parley.PlatformWeb, Token: tok + "w"}); err != nil {
+					t.Errorf("node %d: %v", i, err)
+				}
+			})
+		}
+	})
+
+	t.Run("receipts and unread", func(t *testing.T) {
+		alice, bob := newUser(t, dbs[0], "carol"), newUser(t, dbs[0], "dave")
+		g := newGroup(t, dbs[0], alice.ID, bob.ID)
+		var highest atomic.Int64
+		together(4, func(i int) {
+			db := dbs[i%2]
+			for j := range 25 {
+				if i < 2 {
+					m, _, err := db.SendMessage(ctx, parley.NewMessage{ConversationID: g.ID, SenderID: alice.ID,
+						ClientMessageID: fmt.Sprint(i, "-", j), Kind: parley.KindText, Text: "x"})
+					if err != nil {
+						t.Errorf("send: %v", err)
+						return
+					}
+					highest.Store(max(highest.Load(), m.Seq))
+					continue
+				}
+				kind := []parley.ReceiptKind{parley.Read, parley.Delivered}[j%2]
+				if _, err := db.MarkReceipt(ctx, g.ID, bob.ID, kind, highest.Load()); err != nil {
+					t.Errorf("receipt: %v", err)
+					return
+				}
+			}
+		})
+		c, err := dbs[1].Conversation(ctx, g.ID, bob.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.LastSeq != 50 || c.UnreadCount != c.LastSeq-c.ReadSeq {
+			t.Fatalf("last_seq %d read_seq %d unread %d; want 50 and unread = last - read", c.LastSeq, c.ReadSeq, c.UnreadCount)
+		}
+		if m, _ := c.Member(bob.ID); m.DeliveredSeq < m.ReadSeq {
+			t.Fatalf("delivered %d < read %d", m.DeliveredSeq, m.ReadSeq)
+		}
+		if _, err := dbs[0].MarkReceipt(ctx, g.ID, bob.ID, parley.Read, 50); err != nil {
+			t.Fatal(err)
+		}
+		if c, _ := dbs[1].Conversation(ctx, g.ID, bob.ID); c.UnreadCount != 0 || c.ReadSeq != 50 {
+			t.Fatalf("after reading all: read %d unread %d", c.ReadSeq, c.UnreadCount)
+		}
+	})
+}
+
+// TestClusterMigrations opens three nodes on an empty schema at once: each
+// migration is applied once, and all three work.
+func TestClusterMigrations(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.DSN(t)
+	dbs := make([]*DB, 3)
+	together(3, func(i int) {
+		var err error
+		if dbs[i], err = OpenPostgres(ctx, url, nil, Options{}); err != nil {
+			t.Errorf("node %d: %v", i, err)
+		}
+	})
+	for _, db := range dbs {
+		if db != nil {
+			defer db.Close()
+		}
+	}
+	if t.Failed() {
+		return
+	}
+	ms, err := loadMigrations(migrations, "postgres")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows, versions int
+	if err := rawQueryRow(dbs[0], `SELECT COUNT(*), COUNT(DISTINCT version) FROM schema_migrations`).Scan(&rows, &versions); err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(ms) || versions != len(ms) {
+		t.Errorf("schema_migrations has %d rows of %d versions, want %d", rows, versions, len(ms))
+	}
+	for i, db := range dbs {
+		newUser(t, db, fmt.Sprint("user", i))
+	}
+}
