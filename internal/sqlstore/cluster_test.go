@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/pgtest"
 )
@@ -417,5 +419,77 @@ func TestClusterMigrations(t *testing.T) {
 	}
 	for i, db := range dbs {
 		newUser(t, db, fmt.Sprint("user", i))
+	}
+}
+
+// TestClusterDeadlockRetry makes two nodes deadlock for real: each write
+// locks one conversation and then the other's. PostgreSQL aborts one; it
+// runs again, alone, and both writes succeed, each published once.
+func TestClusterDeadlockRetry(t *testing.T) {
+	ctx := context.Background()
+	dbs, recs := openNodes(t, 2, Options{Writers: 1})
+	alice, bob := newUser(t, dbs[0], "alice"), newUser(t, dbs[0], "bob")
+	convs := []string{newGroup(t, dbs[0], alice.ID, bob.ID).ID, newGroup(t, dbs[0], alice.ID, bob.ID).ID}
+	recs[0].take()
+	var locked sync.WaitGroup
+	locked.Add(2)
+	var runs [2]atomic.Int64
+	together(2, func(i int) {
+		first, second := convs[i], convs[1-i]
+		err := dbs[i].write(ctx, "test", "", func(w *writeTx) error {
+			n := runs[i].Add(1)
+			if err := lockConversation(w, first, forUpdate); err != nil {
+				return err
+			}
+			if n == 1 {
+				// Both hold their first lock before either asks for
+				// its second.
+				locked.Done()
+				locked.Wait()
+			}
+			if err := lockConversation(w, second, forUpdate); err != nil {
+				return err
+			}
+			w.publish(&parley.Event{Type: parley.EventTyping, Typing: &parley.Typing{ConversationID: first, UserID: alice.ID}})
+			return nil
+		})
+		if err != nil {
+			t.Errorf("node %d: %v", i, err)
+		}
+	})
+	if total := runs[0].Load() + runs[1].Load(); total != 3 {
+		t.Errorf("%d runs, want 3: one of the two deadlocked and ran again", total)
+	}
+	for i, rec := range recs {
+		if evs := rec.take(); len(evs) != 1 {
+			t.Errorf("node %d published %s, want one event", i, describe(evs))
+		}
+	}
+}
+
+// TestRetriesExhausted checks that a write that keeps losing deadlocks
+// answers unavailable after a few runs, and commits and publishes nothing.
+func TestRetriesExhausted(t *testing.T) {
+	ctx := context.Background()
+	dbs, recs := openNodes(t, 1, Options{})
+	alice := newUser(t, dbs[0], "alice")
+	runs := 0
+	err := dbs[0].write(ctx, "test", "", func(w *writeTx) error {
+		runs++
+		if _, err := w.exec(`UPDATE users SET display_name = 'changed' WHERE id = ?`, alice.ID); err != nil {
+			return err
+		}
+		w.publish(&parley.Event{Type: parley.EventTyping, Typing: &parley.Typing{UserID: alice.ID}})
+		return fmt.Errorf("lost: %w", &pgconn.PgError{Code: "40P01", Message: "deadlock detected"})
+	})
+	wantCode(t, err, parley.CodeUnavailable)
+	if runs != maxRetries+1 {
+		t.Errorf("%d runs, want %d", runs, maxRetries+1)
+	}
+	if u, _ := dbs[0].UserByID(ctx, alice.ID); u.DisplayName == "changed" {
+		t.Error("a failed write committed")
+	}
+	if evs := recs[0].take(); len(evs) != 0 {
+		t.Errorf("published %s", describe(evs))
 	}
 }
