@@ -247,7 +247,8 @@ func (c *Client) fillOnce(s *session, id string, need fillNeed) error {
 // returns the page.
 func (c *Client) history(ctx context.Context, convID string, q parley.HistoryQuery) ([]parley.Message, bool, error) {
 	v := url.Values{}
-	if q.AfterSeq > 0 {
+	if q.HasAfter || q.AfterSeq > 0 {
+		// after_seq=0 is a bound too: from the start.
 		v.Set("after_seq", strconv.FormatInt(q.AfterSeq, 10))
 	}
 	if q.BeforeSeq > 0 {
@@ -272,7 +273,8 @@ func (c *Client) history(ctx context.Context, convID string, q parley.HistoryQue
 	// What arrived is stored even if the caller gives up now.
 	sctx := context.WithoutCancel(ctx)
 	me := c.me()
-	res, err := c.store.applyMessages(sctx, convID, me, page.Messages, q.AfterSeq == 0 && q.BeforeSeq == 0)
+	newest := !q.HasAfter && q.AfterSeq == 0 && q.BeforeSeq == 0
+	res, err := c.store.applyMessages(sctx, convID, me, page.Messages, newest)
 	if err != nil {
 		return nil, false, err
 	}

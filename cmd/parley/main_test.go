@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/pgtest"
 	"github.com/parley-chat/parley/wire"
 )
 
@@ -44,7 +45,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build parley:", err)
 		os.Exit(1)
 	}
-	code := m.Run()
+	// pgtest drops the PostgreSQL test database of the cluster tests.
+	code := pgtest.Run(m)
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -78,14 +80,24 @@ var listeningRE = regexp.MustCompile(`listening on (http://[0-9.:]+)`)
 
 func startServer(t *testing.T, dataDir string, extra ...string) *process {
 	t.Helper()
+	p, err := startServerErr(t, dataDir, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startServerErr is startServer for goroutines other than the test's: it
+// returns its error.
+func startServerErr(t *testing.T, dataDir string, extra ...string) (*process, error) {
 	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dataDir}, extra...)
 	cmd := exec.Command(binary, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &process{cmd: cmd, done: make(chan error, 1), logs: &lockedBuffer{}}
 	found := make(chan string, 1)
@@ -112,11 +124,11 @@ func startServer(t *testing.T, dataDir string, extra ...string) *process {
 	select {
 	case p.base = <-found:
 	case err := <-p.done:
-		t.Fatalf("server exited before listening: %v\n%s", err, p.logs)
+		return nil, fmt.Errorf("server exited before listening: %v\n%s", err, p.logs)
 	case <-time.After(30 * time.Second):
-		t.Fatalf("server did not print its address\n%s", p.logs)
+		return nil, fmt.Errorf("server did not print its address\n%s", p.logs)
 	}
-	return p
+	return p, nil
 }
 
 func (p *process) wait(t *testing.T) error {

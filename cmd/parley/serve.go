@@ -21,7 +21,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	d := chat.DefaultLimits()
 	var (
 		addr      = fs.String("addr", "127.0.0.1:8080", "listen address; port 0 picks a free one")
-		data      = fs.String("data", "./data", "folder for the database and keys")
+		data      = fs.String("data", "./data", "folder for the embedded database and keys (one node)")
+		db        = fs.String("db", "", "PostgreSQL URL shared by the nodes of a cluster, postgres://USER@HOST:PORT/DB?sslmode=disable (default: SQLite in --data)")
+		natsURL   = fs.String("nats", "", "NATS URL of a cluster's event bus, nats://HOST:PORT (needs --db)")
+		nodeID    = fs.String("node-id", "", "this node's name in the cluster (default: a new UUID at each start)")
+		natsPre   = fs.String("nats-prefix", "", "first token of every NATS subject, for clusters sharing one NATS system (default parley)")
+		beat      = fs.Duration("cluster-heartbeat", 0, "how often a node tells the cluster it is alive (default 2s)")
+		deadAfter = fs.Duration("node-dead-after", 0, "how long a silent node's users stay online (default 10s)")
+		writers   = fs.Int("db-writers", 0, "PostgreSQL writer connections, each committing batches of writes (default 4)")
 		origins   = fs.String("origins", "", "extra allowed WebSocket origins, comma separated")
 		accessTTL = fs.Duration("access-ttl", 0, "access-token lifetime (default 15m)")
 		heartbeat = fs.Duration("heartbeat", 0, "WebSocket ping interval (default 25s)")
@@ -68,17 +75,24 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	srv, err := server.Open(ctx, server.Config{
-		DataDir:         *data,
-		Origins:         allowed,
-		AccessTTL:       *accessTTL,
-		Heartbeat:       *heartbeat,
-		MaxFrameBytes:   *maxFrame,
-		SendQueue:       *sendQueue,
-		Limits:          lim,
-		ShutdownTimeout: *shutdown,
-		Logger:          log,
-		APNs:            apnsCfg,
-		WebPush:         webPush,
+		DataDir:          *data,
+		DB:               *db,
+		NATS:             *natsURL,
+		NodeID:           *nodeID,
+		NATSPrefix:       *natsPre,
+		ClusterHeartbeat: *beat,
+		NodeDeadAfter:    *deadAfter,
+		Writers:          *writers,
+		Origins:          allowed,
+		AccessTTL:        *accessTTL,
+		Heartbeat:        *heartbeat,
+		MaxFrameBytes:    *maxFrame,
+		SendQueue:        *sendQueue,
+		Limits:           lim,
+		ShutdownTimeout:  *shutdown,
+		Logger:           log,
+		APNs:             apnsCfg,
+		WebPush:          webPush,
 	})
 	if err != nil {
 		return err

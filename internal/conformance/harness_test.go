@@ -6,10 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
@@ -20,9 +18,13 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/parley-chat/parley/internal/auth"
+	"github.com/parley-chat/parley/internal/pgtest"
 	"github.com/parley-chat/parley/internal/server"
+	"github.com/parley-chat/parley/internal/testnode"
 )
+
+// TestMain drops the PostgreSQL test database that a cluster run creates.
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // deadline bounds every wait for something the contract says must happen.
 const deadline = 10 * time.Second
@@ -30,46 +32,44 @@ const deadline = 10 * time.Second
 // obj is a JSON object as an outside client sees it.
 type obj = map[string]any
 
-// node is a real Parley node behind a real HTTP server on loopback.
+// node is the server under test, as its clients see it: one real Parley
+// node behind a real HTTP server on loopback, or, with
+// PARLEY_TEST_CLUSTER=N, a cluster of N nodes (PostgreSQL and NATS) over
+// which requests and WebSocket dials are spread in turn, as a load
+// balancer would.
 type node struct {
+	set *testnode.Nodes
+	// The first node's server and addresses, for the tests that need one
+	// node in particular (a Host header to match, a node to stop).
 	srv   *server.Server
 	url   string // http://127.0.0.1:PORT
 	wsURL string // ws://127.0.0.1:PORT/ws
 	host  string // 127.0.0.1:PORT
 	hc    *http.Client
 	names atomic.Int64
+	turn  atomic.Uint64
 }
 
-// startNode starts a node with the default configuration, changed by the
-// given functions, and stops it when the test ends.
+// startNode starts the server under test with the default configuration,
+// changed by the given functions, and stops it when the test ends.
 func startNode(t *testing.T, change ...func(*server.Config)) *node {
 	t.Helper()
-	cfg := server.Config{
-		DataDir: t.TempDir(),
-		Argon2:  auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	set := testnode.Start(t, change...)
+	first := set.Nodes[0]
+	return &node{set: set, srv: first.Server, url: first.URL, wsURL: first.WSURL, host: first.Host, hc: first.HTTP}
+}
+
+// pick returns the node for the next request or dial: the next in turn.
+func (n *node) pick() *testnode.Node {
+	nodes := n.set.Nodes
+	return nodes[int(n.turn.Add(1)%uint64(len(nodes)))]
+}
+
+// stop stops every node gracefully.
+func (n *node) stop() {
+	for _, nd := range n.set.Nodes {
+		nd.Stop()
 	}
-	for _, f := range change {
-		f(&cfg)
-	}
-	srv, err := server.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("open server: %v", err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		defer cancel()
-		if err := srv.Gateway().Shutdown(ctx); err != nil {
-			t.Errorf("gateway shutdown: %v", err)
-		}
-		ts.Close()
-		if err := srv.Close(); err != nil {
-			t.Errorf("close server: %v", err)
-		}
-	})
-	host := strings.TrimPrefix(ts.URL, "http://")
-	return &node{srv: srv, url: ts.URL, wsURL: "ws://" + host + "/ws", host: host, hc: ts.Client()}
 }
 
 // ---------------------------------------------------------------- REST
@@ -117,7 +117,8 @@ func (n *node) doErr(method, path, token string, body any) (*resp, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, n.url+path, rd)
+	nd := n.pick()
+	req, err := http.NewRequestWithContext(ctx, method, nd.URL+path, rd)
 	if err != nil {
 		return nil, fmt.Errorf("new request: %w", err)
 	}
@@ -127,7 +128,7 @@ func (n *node) doErr(method, path, token string, body any) (*resp, error) {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	res, err := n.hc.Do(req)
+	res, err := nd.HTTP.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -337,13 +338,19 @@ func (n *node) dialRaw(t testing.TB, o dialOpts) (*websocket.Conn, *http.Respons
 	if o.origin != "" {
 		h.Set("Origin", o.origin)
 	}
-	u := n.wsURL
+	// An Origin is compared with the Host of the node dialed, which the
+	// tests take from the first node.
+	nd := n.set.Nodes[0]
+	if o.origin == "" {
+		nd = n.pick()
+	}
+	u := nd.WSURL
 	if o.query != "" {
 		u += "?" + o.query
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	return websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, Subprotocols: o.subprotos, HTTPClient: n.hc})
+	return websocket.Dial(ctx, u, &websocket.DialOptions{HTTPHeader: h, Subprotocols: o.subprotos, HTTPClient: nd.HTTP})
 }
 
 // wrap starts reading c.

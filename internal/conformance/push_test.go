@@ -3,7 +3,6 @@ package conformance
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -55,23 +54,26 @@ func (n *node) displayName(t *testing.T, u user) string {
 	return wantString(t, "me", n.do(t, "GET", "/api/users/me", u.access, nil).want(t, http.StatusOK), "display_name")
 }
 
-// metric reads one sample of /metrics, e.g. `parley_push_sent_total{platform="ios"}`;
-// 0 when absent.
+// metric reads one sample of /metrics, e.g. `parley_push_sent_total{platform="ios"}`,
+// summed over the nodes; 0 when absent.
 func (n *node) metric(t *testing.T, sample string) float64 {
 	t.Helper()
-	r := n.do(t, "GET", "/metrics", "", nil)
-	sc := bufio.NewScanner(bytes.NewReader(r.body))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", sample, err)
+	total := 0.0
+	for range n.set.Nodes {
+		r := n.do(t, "GET", "/metrics", "", nil) // each node in turn
+		sc := bufio.NewScanner(bytes.NewReader(r.body))
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), sample+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					t.Fatalf("metric %s: %v", sample, err)
+				}
+				total += f
 			}
-			return f
 		}
 	}
-	return 0
+	return total
 }
 
 // poll waits until cond holds, failing after the deadline.
@@ -367,14 +369,7 @@ func TestPushAfterRestart(t *testing.T) {
 	m2 := n1.send(t, alice, conv, "before the restart 2")
 	poll(t, "APNs to refuse both", func() bool { return down.Requests() >= 2 })
 
-	ctx, cancel := context.WithTimeout(context.Background(), deadline)
-	defer cancel()
-	if err := n1.srv.Gateway().Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := n1.srv.Close(); err != nil {
-		t.Fatal(err)
-	}
+	n1.stop()
 
 	up := apnstest.New(t)
 	n2 := startPushNode(t, up, inDir)

@@ -89,6 +89,10 @@ type conn struct {
 	// for push notifications. A new connection is in the foreground.
 	background atomic.Bool
 
+	// unwatch releases the bus's delivery of the user's events here; set
+	// by begin before the connection is ready, called by release.
+	unwatch func()
+
 	mu         sync.Mutex // guards familyID, expiry, rooms and registered
 	familyID   string
 	expiry     *time.Timer
@@ -366,6 +370,19 @@ func (c *conn) begin(claims auth.Claims, token, helloID string) bool {
 		return false
 	}
 	c.userID = claims.UserID
+	if c.g.opts.Interest != nil {
+		// Before hello: the client syncs after hello, and every event
+		// committed after that sync must reach this node.
+		release, err := c.g.opts.Interest.Watch(c.ctx, c.userID)
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.log.Warn("cannot receive the user's events", "user", c.userID, "err", err)
+				c.shut(websocket.CloseTryAgainLater, "service unavailable", true)
+			}
+			return false
+		}
+		c.unwatch = release
+	}
 	hello, err := wire.Encode(wire.TypeHello, helloID, wire.Hello{
 		UserID:     c.userID,
 		SessionID:  c.id,
@@ -387,16 +404,18 @@ func (c *conn) begin(claims auth.Claims, token, helloID string) bool {
 	c.mu.Unlock()
 	entry := c.g.addUserConn(c)
 	c.g.m.Connections.Inc()
+	// The directory knows the connection before the client hears hello:
+	// from then on the user is online and, for pushes, in the foreground.
+	first := c.g.syncPresence(c.userID, entry)
 	close(c.ready)
 	c.log.Debug("connected", "user", c.userID)
+	if first {
+		c.g.markSeen(c.userID)
+	}
 
 	// The family may have been revoked between the token check and the
 	// indexing, when the revocation event could not find this connection.
-	if !c.confirm(token) {
-		return false
-	}
-	c.g.syncPresence(c.userID, entry)
-	return true
+	return c.confirm(token)
 }
 
 // confirm checks again that token is valid, closing with 4001 if not. It
@@ -486,7 +505,12 @@ func (g *Gateway) release(c *conn) {
 	if registered {
 		entry := g.removeUserConn(c)
 		g.m.Connections.Dec()
-		g.syncPresence(c.userID, entry)
+		if g.syncPresence(c.userID, entry) {
+			g.markSeen(c.userID)
+		}
+	}
+	if c.unwatch != nil {
+		c.unwatch()
 	}
 	g.untrack(c)
 	g.closeCounter(c.closeCode).Inc()

@@ -11,7 +11,9 @@ import (
 
 // dispatch is the bus handler. It never blocks: it encodes the event once,
 // finds the connections it goes to in the sharded indexes, and queues the
-// shared frame to each without waiting.
+// shared frame to each without waiting. It is safe to call from several
+// goroutines at once (a cluster bus may); what one connection receives is
+// in order as long as the events of one user come from one goroutine.
 func (g *Gateway) dispatch(ev *parley.Event) {
 	switch ev.Type {
 	case parley.EventMessageNew:
@@ -35,15 +37,6 @@ func (g *Gateway) dispatch(ev *parley.Event) {
 		g.noteTyping(ev.Typing, time.Now())
 		f := g.encodeEvent(wire.TypeTyping, ev.Typing, 0)
 		g.countSent(wire.TypeTyping, g.toRoom(ev.Typing.ConversationID, ev.Typing.UserID, f))
-	case parley.EventPresence:
-		if ev.Presence == nil {
-			return
-		}
-		if ev.Presence.Status == parley.Offline {
-			g.forgetTyping(ev.Presence.UserID)
-		}
-		f := g.encodeEvent(wire.TypePresence, ev.Presence, 0)
-		g.countSent(wire.TypePresence, g.toWatchers(ev.Presence.UserID, f))
 	case parley.EventConversationUpdated:
 		if ev.Conversation == nil {
 			return
@@ -176,7 +169,7 @@ func (g *Gateway) toWatchers(userID string, f *outFrame) int {
 func (g *Gateway) conversationUpdated(ev *parley.Event) int {
 	n := 0
 	for _, u := range ev.Recipients {
-		if !g.online(u) {
+		if !g.localOnline(u) {
 			continue
 		}
 		f := g.encodeEvent(wire.TypeConversationUpdated, wire.ConversationUpdated{Conversation: ev.Conversation.For(u)}, 0)

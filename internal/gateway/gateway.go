@@ -13,6 +13,12 @@
 // that fan-out reads (user → connections, room → joined connections) are
 // sharded maps, each shard under its own mutex.
 //
+// Presence is not an event of the bus: the gateway tells a Directory of
+// connections (package presence) how many connections each user has here,
+// and the directory reports the changes of a user's status in the whole
+// cluster to AnnouncePresence, which tells the connections here that
+// watch the user.
+//
 // Beyond the contract, a client may say that its app went to the background
 // (app.state, docs/protocol.md "Extensions"); HasForegroundConnection, which
 // the push worker asks before sending a push, leaves such connections out.
@@ -40,6 +46,7 @@ import (
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
 	"github.com/parley-chat/parley/internal/metrics"
+	"github.com/parley-chat/parley/internal/presence"
 	"github.com/parley-chat/parley/wire"
 )
 
@@ -81,14 +88,37 @@ type Chat interface {
 	Typing(ctx context.Context, callerID, conversationID string, state parley.TypingState) error
 	MemberIDs(ctx context.Context, callerID, conversationID string) ([]string, error)
 	Sync(ctx context.Context, callerID string, req wire.Sync) (wire.SyncResult, error)
-	Allow(callerID string) error
-	SetPresence(ctx context.Context, userID string, status parley.PresenceStatus) error
+	Allow(ctx context.Context, callerID string) error
+	MarkSeen(ctx context.Context, at parley.Time, userIDs ...string) error
 	LastSeen(ctx context.Context, userIDs []string) (map[string]parley.Time, error)
+}
+
+// Directory is the cluster's directory of connections: the gateway tells
+// it its own, and asks it about everyone's. *presence.Directory
+// implements it.
+type Directory interface {
+	// Set records the user's connections on this node and how many of them
+	// are in the foreground.
+	Set(userID string, conns, foreground int)
+	// Online reports whether the user has a connection on any node.
+	Online(userID string) bool
+	// HasForegroundConnection reports whether the user has, on any node, a
+	// connection whose app is in the foreground.
+	HasForegroundConnection(userID string) bool
+}
+
+// Interest makes the bus deliver a user's events to this node.
+// *natsbus.Bus implements it; an in-process bus needs none.
+type Interest interface {
+	// Watch returns once the bus will deliver every event for userID
+	// published from now on, until release is called.
+	Watch(ctx context.Context, userID string) (release func(), err error)
 }
 
 var (
 	_ Authenticator = (*auth.Service)(nil)
 	_ Chat          = (*chat.Service)(nil)
+	_ Directory     = (*presence.Directory)(nil)
 )
 
 // Options configures a Gateway. Zero values take the defaults.
@@ -112,6 +142,16 @@ type Options struct {
 	Logger *slog.Logger
 	// Metrics receives the gateway's metrics; nil uses a private registry.
 	Metrics *metrics.Metrics
+	// Directory is the directory of connections, whose changes of status
+	// must be passed to AnnouncePresence. Nil: a directory of this node
+	// alone, made and wired by New.
+	Directory Directory
+	// Interest, if set, is asked to deliver a user's events to this node
+	// before their connection is served.
+	Interest Interest
+	// Ready, if set, is asked before every upgrade: while it answers an
+	// error (the event bus is down), upgrades answer 503 unavailable.
+	Ready func() error
 }
 
 func (o Options) withDefaults() Options {
@@ -142,6 +182,7 @@ func (o Options) withDefaults() Options {
 type Gateway struct {
 	auth       Authenticator
 	chat       Chat
+	dir        Directory
 	opts       Options
 	log        *slog.Logger
 	m          *metrics.Metrics
@@ -227,6 +268,10 @@ func New(a Authenticator, c Chat, bus parley.Bus, opts Options) *Gateway {
 		g.typing[i].users = make(map[string]map[string]time.Time)
 		g.sessions[i].conns = make(map[*conn]struct{})
 	}
+	g.dir = opts.Directory
+	if g.dir == nil {
+		g.dir = presence.New(presence.Options{Node: "local", OnChange: g.AnnouncePresence, Logger: opts.Logger})
+	}
 	g.base, g.cancelBase = context.WithCancel(context.Background())
 	g.unsubscribe = bus.Subscribe(g.dispatch)
 	return g
@@ -255,6 +300,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.conns.Done()
 
+	if g.opts.Ready != nil {
+		if err := g.opts.Ready(); err != nil {
+			w.Header().Set("Retry-After", "1")
+			writeProblem(w, http.StatusServiceUnavailable, parley.CodeUnavailable, parley.ErrorMessage(err))
+			return
+		}
+	}
 	if !g.originAllowed(r) {
 		writeProblem(w, http.StatusForbidden, parley.CodeForbidden, "origin not allowed")
 		return
@@ -350,6 +402,12 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 		g.eachConn(func(c *conn) { _ = c.ws.NetConn().Close() })
 		return fmt.Errorf("gateway shutdown: %w", ctx.Err())
 	}
+}
+
+// CloseAll closes every connection with code, as when the node may have
+// missed events (its bus was down): the clients reconnect and sync.
+func (g *Gateway) CloseAll(code int, reason string) {
+	g.eachConn(func(c *conn) { c.shut(code, reason, true) })
 }
 
 // originAllowed applies the contract's origin rule: no Origin passes; a

@@ -29,10 +29,11 @@ type userShard struct {
 // userEntry is one user's connections in this process.
 type userEntry struct {
 	conns []*conn // guarded by the shard's mu
-	// presenceMu serializes the user's presence changes, so that an
-	// online and an offline are published in the order they happened.
+	// presenceMu serializes the user's changes to the directory, so that
+	// they reach it in the order they happened.
 	presenceMu sync.Mutex
-	published  bool // guarded by presenceMu: online was the last status published
+	// The counts last given to the directory; guarded by presenceMu.
+	setConns, setForeground int
 }
 
 // roomShard indexes the rooms (conversations) that connections here joined.
@@ -124,8 +125,8 @@ func (g *Gateway) removeUserConn(c *conn) *userEntry {
 	return e
 }
 
-// online reports whether userID has a connection in this process.
-func (g *Gateway) online(userID string) bool {
+// localOnline reports whether userID has a connection in this process.
+func (g *Gateway) localOnline(userID string) bool {
 	sh := &g.users[g.shard(userID)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
@@ -133,61 +134,79 @@ func (g *Gateway) online(userID string) bool {
 	return e != nil && len(e.conns) > 0
 }
 
-// HasForegroundConnection reports whether userID has a connection in this
-// process whose app is not in the background (see app.state): one that
-// will show a new message at once, so that a push would be noise. It takes
-// only the user's shard lock and is safe for concurrent use.
-func (g *Gateway) HasForegroundConnection(userID string) bool {
+// entryOf returns userID's entry, or nil.
+func (g *Gateway) entryOf(userID string) *userEntry {
 	sh := &g.users[g.shard(userID)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	e := sh.users[userID]
-	if e == nil {
-		return false
-	}
-	for _, c := range e.conns {
-		if !c.background.Load() && !c.closing() {
-			return true
-		}
-	}
-	return false
+	return sh.users[userID]
 }
 
-// syncPresence publishes the user's presence when it differs from what was
-// last published: online while the user has a connection here, offline
-// otherwise. It publishes the current state rather than the change that
-// called it, so that racing connects and disconnects end in the truth.
-func (g *Gateway) syncPresence(userID string, e *userEntry) {
+// HasForegroundConnection reports whether userID has, on any node, a
+// connection whose app is not in the background (see app.state): one that
+// will show a new message at once, so that a push would be noise. It asks
+// the directory, and is safe for concurrent use.
+func (g *Gateway) HasForegroundConnection(userID string) bool {
+	return g.dir.HasForegroundConnection(userID)
+}
+
+// syncPresence gives the directory the user's current counts of
+// connections here, if they changed, and reports whether the user's first
+// connection here just opened or their last one just closed (the caller
+// then records them as last seen, with markSeen, outside any lock). It
+// passes the current state rather than the change that called it, so that
+// racing connects and disconnects end in the truth. An entry left without
+// connections is dropped from the index.
+func (g *Gateway) syncPresence(userID string, e *userEntry) (flipped bool) {
 	if e == nil {
-		return
+		return false
 	}
 	e.presenceMu.Lock()
 	defer e.presenceMu.Unlock()
 	sh := &g.users[g.shard(userID)]
 	sh.mu.RLock()
-	online := len(e.conns) > 0
-	sh.mu.RUnlock()
-	if online != e.published {
-		status := parley.Offline
-		if online {
-			status = parley.Online
-		}
-		ctx, cancel := context.WithTimeout(g.base, presenceTimeout)
-		err := g.chat.SetPresence(ctx, userID, status)
-		cancel()
-		if err != nil {
-			g.log.Warn("set presence", "user", userID, "status", status, "err", err)
-		} else {
-			e.published = online
+	conns, fg := len(e.conns), 0
+	for _, c := range e.conns {
+		if !c.background.Load() && !c.closing() {
+			fg++
 		}
 	}
-	if !online && !e.published {
+	sh.mu.RUnlock()
+	if conns != e.setConns || fg != e.setForeground {
+		flipped = (conns > 0) != (e.setConns > 0)
+		g.dir.Set(userID, conns, fg)
+		e.setConns, e.setForeground = conns, fg
+	}
+	if conns == 0 {
 		sh.mu.Lock()
 		if len(e.conns) == 0 && sh.users[userID] == e {
 			delete(sh.users, userID)
 		}
 		sh.mu.Unlock()
 	}
+	return flipped
+}
+
+// markSeen records userID as last seen now: when their first connection
+// here opens and when their last one closes. Last-seen times only move
+// forward, so racing calls need no order.
+func (g *Gateway) markSeen(userID string) {
+	ctx, cancel := context.WithTimeout(g.base, presenceTimeout)
+	defer cancel()
+	if err := g.chat.MarkSeen(ctx, parley.Now(), userID); err != nil {
+		g.log.Warn("record last seen", "user", userID, "err", err)
+	}
+}
+
+// AnnouncePresence tells the connections here that watch p.UserID (they
+// joined a room with them) that the user's status changed in the cluster.
+// The directory calls it, in order; it never blocks.
+func (g *Gateway) AnnouncePresence(p parley.Presence) {
+	if p.Status == parley.Offline {
+		g.forgetTyping(p.UserID)
+	}
+	f := g.encodeEvent(wire.TypePresence, p, 0)
+	g.countSent(wire.TypePresence, g.toWatchers(p.UserID, f))
 }
 
 // join adds c to the room of a conversation whose members are given.
@@ -368,7 +387,7 @@ func (g *Gateway) roomState(ctx context.Context, conversationID string, members 
 	var offline []string
 	for i, m := range members {
 		st.Presence[i] = parley.Presence{UserID: m, Status: parley.Offline}
-		if g.online(m) {
+		if g.dir.Online(m) {
 			st.Presence[i].Status, st.Presence[i].LastSeenAt = parley.Online, nowT
 		} else {
 			offline = append(offline, m)

@@ -126,7 +126,7 @@ func (c *conn) roomJoin(f wire.Frame) {
 	if !ok {
 		return
 	}
-	if err := c.g.chat.Allow(c.userID); err != nil {
+	if err := c.g.chat.Allow(c.ctx, c.userID); err != nil {
 		c.replyError(f.ID, err)
 		return
 	}
@@ -149,7 +149,7 @@ func (c *conn) roomLeave(f wire.Frame) {
 	if !ok {
 		return
 	}
-	if err := c.g.chat.Allow(c.userID); err != nil {
+	if err := c.g.chat.Allow(c.ctx, c.userID); err != nil {
 		c.replyError(f.ID, err)
 		return
 	}
@@ -186,6 +186,7 @@ func (c *conn) appState(f wire.Frame) {
 		c.replyError(f.ID, parley.Errorf(parley.CodeInvalidArgument, "state must be background or foreground"))
 		return
 	}
+	c.g.syncPresence(c.userID, c.g.entryOf(c.userID)) // only the foreground count changes
 	c.reply(wire.TypeOK, f.ID, nil)
 }
 

@@ -46,7 +46,7 @@ func newStack(tb testing.TB, authTimeout time.Duration) *stack {
 	}
 	log := testLogger(tb)
 	// No rate limit gets in the way of a benchmark.
-	s.chat = chat.New(s.store, s.bus, chat.Limits{SendBurst: 1 << 30, SendPerSecond: 1e9, RequestBurst: 1 << 30, RequestPerSecond: 1e9}, log)
+	s.chat = chat.New(s.store, s.bus, chat.Options{Limits: chat.Limits{SendBurst: 1 << 30, SendPerSecond: 1e9, RequestBurst: 1 << 30, RequestPerSecond: 1e9}, Logger: log})
 	s.gw = gateway.New(s.auth, s.chat, s.bus, gateway.Options{AuthTimeout: authTimeout, Logger: log})
 	ts := httptest.NewServer(s.gw)
 	s.url = ts.URL

@@ -207,7 +207,7 @@ func TestHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chatSvc := chat.New(store, bus, chat.Limits{}, nil)
+	chatSvc := chat.New(store, bus, chat.Options{})
 	logs := &syncBuffer{}
 	h := httpapi.New(authSvc, faultyChat{chatSvc}, httpapi.Options{
 		Ready:  func(context.Context) error { return errors.New("disk on fire") },

@@ -134,6 +134,9 @@ type Bus struct {
 	subjMe  string
 
 	up atomic.Bool
+	// closing is set by Close: the disconnection that draining causes is
+	// not a failure.
+	closing atomic.Bool
 
 	// events receives every routed event; dirMsgs every directory
 	// message. Each is read by one goroutine, in order.
@@ -294,7 +297,7 @@ func subjectOf(sub *nats.Subscription) string {
 
 // down records that events may have been missed.
 func (b *Bus) down(err error) {
-	if !b.up.Swap(false) {
+	if !b.up.Swap(false) || b.closing.Load() {
 		return
 	}
 	b.log.Warn("lost the connection to NATS", "err", err)
@@ -495,6 +498,7 @@ func (b *Bus) Close() error {
 		return nil
 	default:
 	}
+	b.closing.Store(true)
 	b.dir.Bye()
 	for i := range b.shards {
 		s := &b.shards[i]

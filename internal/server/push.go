@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/apns"
@@ -38,10 +36,25 @@ type WebPushConfig struct {
 	AllowInsecureEndpoints bool
 }
 
+// pushPlatforms lists the platforms that will have a sender: those the
+// store queues pushes for.
+func pushPlatforms(cfg Config) []parley.Platform {
+	var ps []parley.Platform
+	if !cfg.WebPush.Disabled {
+		ps = append(ps, parley.PlatformWeb)
+	}
+	if cfg.APNs.KeyFile != "" {
+		ps = append(ps, parley.PlatformIOS)
+	}
+	return ps
+}
+
 // pushSenders builds a push sender for each platform the configuration
-// allows, and returns the VAPID public key when Web Push is on. close
+// allows, and returns the VAPID public key when Web Push is on (the key
+// pair lives in the database, shared by the nodes of a cluster). close
 // releases the senders.
-func pushSenders(cfg Config, log *slog.Logger) (senders map[parley.Platform]push.Sender, vapidKey string, close func(), err error) {
+func (s *Server) pushSenders(ctx context.Context) (senders map[parley.Platform]push.Sender, vapidKey string, close func(), err error) {
+	cfg, log := s.cfg, s.log
 	senders = map[parley.Platform]push.Sender{}
 	var closers []func()
 	close = func() {
@@ -50,7 +63,11 @@ func pushSenders(cfg Config, log *slog.Logger) (senders map[parley.Platform]push
 		}
 	}
 	if !cfg.WebPush.Disabled {
-		keys, err := webpush.LoadOrCreateVAPID(filepath.Join(cfg.DataDir, "vapid.key"))
+		b, err := s.secret(ctx, "vapid-key", "vapid.key", webpush.NewVAPIDPEM)
+		if err != nil {
+			return nil, "", nil, err
+		}
+		keys, err := webpush.ParseVAPID(b)
 		if err != nil {
 			return nil, "", nil, err
 		}
@@ -80,16 +97,6 @@ func pushSenders(cfg Config, log *slog.Logger) (senders map[parley.Platform]push
 		log.Info("APNs push notifications on", "topic", cfg.APNs.Topic, "key_id", cfg.APNs.KeyID)
 	}
 	return senders, vapidKey, close, nil
-}
-
-// platforms lists the platforms that have a sender: those the store queues
-// pushes for.
-func platforms(senders map[parley.Platform]push.Sender) []parley.Platform {
-	var ps []parley.Platform
-	for p := range senders {
-		ps = append(ps, p)
-	}
-	return ps
 }
 
 // pushRunner is the push worker's goroutine, owned by the Server.

@@ -1,6 +1,8 @@
-// Package server assembles a whole Parley node from its parts: the store,
-// the event bus, the auth and chat services, the REST API, the WebSocket
-// gateway, and the push worker with its senders. cmd/parley and the
+// Package server assembles a whole Parley node from its parts: the store
+// (SQLite, or PostgreSQL shared by a cluster), the event bus (in-process,
+// or NATS in a cluster) with the directory of connections, the auth and
+// chat services, the REST API, the WebSocket gateway, and the push worker
+// with its senders. cmd/parley and the
 // end-to-end tests both build a node through it, so that what is tested is
 // what runs.
 package server
@@ -14,7 +16,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/auth"
@@ -23,6 +30,8 @@ import (
 	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/localbus"
 	"github.com/parley-chat/parley/internal/metrics"
+	"github.com/parley-chat/parley/internal/natsbus"
+	"github.com/parley-chat/parley/internal/presence"
 	"github.com/parley-chat/parley/internal/push"
 	"github.com/parley-chat/parley/internal/sqlstore"
 	"github.com/parley-chat/parley/web"
@@ -30,8 +39,28 @@ import (
 
 // Config is a node's configuration. Zero values take the defaults.
 type Config struct {
-	// DataDir holds the database and the signing key (default ./data).
+	// DataDir holds the embedded database (default ./data). With a
+	// PostgreSQL database it holds nothing shared: every node's keys live
+	// in the database.
 	DataDir string
+	// DB is a PostgreSQL URL (postgres://user@host:port/db?sslmode=disable).
+	// Empty: the embedded SQLite database in DataDir, for one node.
+	DB string
+	// NATS is the NATS URL (nats://host:port) of a cluster's event bus;
+	// it needs DB. Empty: events stay in this process (one node).
+	NATS string
+	// NodeID names this node in the cluster (default: a fresh UUID at
+	// every start).
+	NodeID string
+	// NATSPrefix starts every NATS subject (default "parley"): clusters
+	// that share one NATS system use different prefixes.
+	NATSPrefix string
+	// Heartbeat and NodeDeadAfter tune the cluster's directory of
+	// connections: how often a node says it is alive (default 2 s) and how
+	// long a silent node's users stay online (default 10 s).
+	ClusterHeartbeat, NodeDeadAfter time.Duration
+	// Writers is the number of PostgreSQL writer connections (default 4).
+	Writers int
 	// Origins are extra allowed WebSocket origins.
 	Origins []string
 	// AccessTTL is the access-token lifetime (default 15 minutes).
@@ -58,71 +87,176 @@ type Config struct {
 	WebPush WebPushConfig
 }
 
+// bus is what the node needs of its event bus: the in-process one, or
+// NATS's in a cluster.
+type bus interface {
+	parley.Bus
+	Close() error
+}
+
 // Server is one running node. Close it to release the store.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *sqlstore.DB
-	bus     *localbus.Bus
+	bus     bus
+	ready   func() error // the bus's readiness; nil for the in-process bus
 	auth    *auth.Service
 	chat    *chat.Service
 	gateway *gateway.Gateway
 	metrics *metrics.Metrics
 	handler http.Handler
-	unsub   func()
 	push    *pushRunner // nil without push senders
+	dir     *presence.Directory
 }
 
-// Open opens the data folder (creating it and the signing key on first
-// start) and builds the node. It starts no listener: see Serve.
-func Open(ctx context.Context, cfg Config) (*Server, error) {
+// Open builds the node: it opens the database (creating it, and the
+// signing keys, on first start) and, in a cluster, connects to NATS. It
+// starts no listener: see Serve.
+func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = "./data"
 	}
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.NATS != "" && cfg.DB == "" {
+		return nil, errors.New("--nats needs --db: the nodes of a cluster share one PostgreSQL database (PARLEY_DB)")
+	}
+	if cfg.NodeID == "" {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, fmt.Errorf("node id: %w", err)
+		}
+		cfg.NodeID = id.String()
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("data folder: %w", err)
+	if cfg.NATS != "" {
+		log = log.With("node", cfg.NodeID)
 	}
-	key, err := auth.LoadOrCreateKey(filepath.Join(cfg.DataDir, "access-token.key"))
-	if err != nil {
-		return nil, err
-	}
-
-	senders, vapidKey, closeSenders, err := pushSenders(cfg, log)
-	if err != nil {
-		return nil, err
+	if cfg.DB == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data folder: %w", err)
+		}
 	}
 
 	s := &Server{cfg: cfg, log: log}
-	s.bus = localbus.New(8192)
-	s.metrics = metrics.New(func() float64 { return float64(s.bus.Len()) })
-	s.store, err = sqlstore.Open(ctx, filepath.Join(cfg.DataDir, "parley.db"), s.bus, sqlstore.Options{
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.metrics = metrics.New(nil)
+	limiter := chat.NewLocalLimiter(cfg.Limits)
+
+	// The bus and the directory start before the parts they report to
+	// (the gateway, the chat service): what they report before those exist
+	// concerns no connection of this node yet, and is dropped.
+	var (
+		gw  atomic.Pointer[gateway.Gateway]
+		svc atomic.Pointer[chat.Service]
+	)
+	presenceOpts := presence.Options{
+		Node:      cfg.NodeID,
+		Heartbeat: cfg.ClusterHeartbeat,
+		DeadAfter: cfg.NodeDeadAfter,
+		OnChange: func(p parley.Presence) {
+			if g := gw.Load(); g != nil {
+				g.AnnouncePresence(p)
+			}
+		},
+		OnNodeDead: func(users []string, at parley.Time) {
+			c := svc.Load()
+			if c == nil {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := c.MarkSeen(ctx, at, users...); err != nil {
+				log.Warn("record last seen of a dead node's users", "err", err)
+			}
+		},
+		Logger: log,
+	}
+	var (
+		dir      *presence.Directory
+		rl       chat.RateLimiter = limiter
+		interest gateway.Interest
+	)
+	if cfg.NATS != "" {
+		nb, err := natsbus.Connect(ctx, natsbus.Options{
+			URL:    cfg.NATS,
+			Node:   cfg.NodeID,
+			Prefix: cfg.NATSPrefix,
+			Fill: func(ctx context.Context, conversationID string, afterSeq, beforeSeq int64, limit int) ([]parley.Message, error) {
+				return s.store.MessageRange(ctx, conversationID, afterSeq, beforeSeq, limit)
+			},
+			Presence: presenceOpts,
+			Limiter:  limiter,
+			// The node may have missed events: its clients reconnect
+			// (to another node, or here once NATS is back) and sync.
+			OnDown: func() {
+				if g := gw.Load(); g != nil {
+					g.CloseAll(websocket.CloseTryAgainLater, "event bus unavailable")
+				}
+			},
+			Logger: log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.bus, s.ready, dir, rl, interest = nb, nb.Ready, nb.Directory(), nb.Limiter(), nb
+	} else {
+		s.bus = localbus.New(8192)
+		dir = presence.New(presenceOpts)
+	}
+	s.dir = dir
+
+	platforms := pushPlatforms(cfg)
+	var wake func()
+	pub := &storePublisher{bus: s.bus, stored: s.metrics.MessagesStored, wake: func() {
+		if wake != nil {
+			wake()
+		}
+	}}
+	sopts := sqlstore.Options{
 		Logger:         log,
 		ObserveLatency: s.metrics.ObserveStore,
-		PushPlatforms:  platforms(senders),
-	})
+		PushPlatforms:  platforms,
+		Writers:        cfg.Writers,
+		Outbox:         cfg.NATS != "",
+	}
+	if cfg.DB != "" {
+		s.store, err = sqlstore.OpenPostgres(ctx, cfg.DB, pub, sopts)
+	} else {
+		s.store, err = sqlstore.Open(ctx, filepath.Join(cfg.DataDir, "parley.db"), pub, sopts)
+	}
 	if err != nil {
-		s.bus.Close()
+		return nil, err
+	}
+
+	keyPEM, err := s.secret(ctx, "access-token-key", "access-token.key", auth.NewSigningKeyPEM)
+	if err != nil {
+		return nil, err
+	}
+	key, err := auth.ParseSigningKey(keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	senders, vapidKey, closeSenders, err := s.pushSenders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.auth, err = auth.New(s.store, key, auth.Options{AccessTTL: cfg.AccessTTL, Argon2: cfg.Argon2})
+	if err != nil {
 		closeSenders()
 		return nil, err
 	}
-	s.unsub = s.bus.Subscribe(func(ev *parley.Event) {
-		if ev.Type == parley.EventMessageNew {
-			s.metrics.MessagesStored.Inc()
-		}
-	})
-	s.auth, err = auth.New(s.store, key, auth.Options{AccessTTL: cfg.AccessTTL, Argon2: cfg.Argon2})
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	s.chat = chat.New(s.store, s.bus, cfg.Limits, log)
+	s.chat = chat.New(s.store, s.bus, chat.Options{Limits: cfg.Limits, Limiter: rl, Ready: s.ready, Logger: log})
+	svc.Store(s.chat)
 	s.gateway = gateway.New(s.auth, s.chat, s.bus, gateway.Options{
 		Origins:       cfg.Origins,
 		Heartbeat:     cfg.Heartbeat,
@@ -131,14 +265,20 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		AuthTimeout:   cfg.AuthTimeout,
 		Logger:        log,
 		Metrics:       s.metrics,
+		Directory:     dir,
+		Interest:      interest,
+		Ready:         s.ready,
 	})
+	gw.Store(s.gateway)
 	if len(senders) > 0 {
-		s.push = runPush(push.NewWorker(s.store, s.gateway, s.bus, senders, push.Options{
-			Logger: log, Metrics: s.metrics,
-		}), closeSenders)
+		w := push.NewWorker(s.store, dir, nil, senders, push.Options{Logger: log, Metrics: s.metrics})
+		wake = w.Wake
+		s.push = runPush(w, closeSenders)
+	} else {
+		closeSenders()
 	}
 	api := httpapi.New(s.auth, s.chat, httpapi.Options{
-		Ready:          s.store.Ping,
+		Ready:          readyz(s.store, s.ready),
 		Logger:         log,
 		Metrics:        s.metrics,
 		VAPIDPublicKey: vapidKey,
@@ -159,6 +299,60 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	})
 	return s, nil
+}
+
+// readyz is /readyz: the database answers, and the bus is connected. It
+// works on the store opened by Open even after Close (which makes it
+// answer unavailable).
+func readyz(store *sqlstore.DB, busReady func() error) func(ctx context.Context) error {
+	return func(ctx context.Context) error {
+		if err := store.Ping(ctx); err != nil {
+			return err
+		}
+		if busReady != nil {
+			return busReady()
+		}
+		return nil
+	}
+}
+
+// secret returns the key stored in the database under name, creating it
+// with generate on the first start of the first node. A single node that
+// kept the key in its data folder before (legacy file) keeps using it.
+func (s *Server) secret(ctx context.Context, name, legacy string, generate func() ([]byte, error)) ([]byte, error) {
+	return s.store.Secret(ctx, name, func() ([]byte, error) {
+		if s.cfg.DB == "" {
+			if b, err := os.ReadFile(filepath.Join(s.cfg.DataDir, legacy)); err == nil {
+				return b, nil
+			}
+		}
+		return generate()
+	})
+}
+
+// storePublisher is what the store publishes to: the bus, with a count of
+// the messages stored and a nudge to the push worker, which has their
+// pushes to send.
+type storePublisher struct {
+	bus    parley.Publisher
+	stored prometheus.Counter
+	wake   func()
+}
+
+func (p *storePublisher) Publish(ctx context.Context, ev *parley.Event) error {
+	if ev.Type == parley.EventMessageNew {
+		p.stored.Inc()
+		p.wake()
+	}
+	return p.bus.Publish(ctx, ev)
+}
+
+// Flush passes the bus's Flush through, for the store's outbox.
+func (p *storePublisher) Flush(ctx context.Context) error {
+	if f, ok := p.bus.(interface{ Flush(context.Context) error }); ok {
+		return f.Flush(ctx)
+	}
+	return nil
 }
 
 // Handler serves the node's HTTP surface: /api, /ws, /healthz, /readyz,
@@ -211,29 +405,32 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 // Close stops the push worker (pushes not yet sent stay queued for the next
-// start), closes the store (finishing queued writes) and the bus. Open
-// WebSockets are not closed: use Serve's graceful stop, or
-// Gateway().Shutdown first.
+// start), closes the store (finishing queued writes and publishing their
+// events) and then the bus. Open WebSockets are not closed: use Serve's
+// graceful stop, or Gateway().Shutdown first.
 func (s *Server) Close() error {
-	var err error
+	var errs []error
 	if s.push != nil {
 		s.push.stop() // before the store, which it writes to
 		s.push = nil
 	}
 	if s.store != nil {
-		err = s.store.Close()
+		errs = append(errs, s.store.Close())
 		s.store = nil
 	}
-	if s.unsub != nil {
-		s.unsub()
-		s.unsub = nil
-	}
 	if s.bus != nil {
-		s.bus.Close()
+		errs = append(errs, s.bus.Close())
 		s.bus = nil
 	}
-	return err
+	return errors.Join(errs...)
 }
+
+// ClusterNodes returns the ids of the nodes this node knows alive, itself
+// included: only itself without NATS.
+func (s *Server) ClusterNodes() []string { return s.dir.LiveNodes() }
+
+// NodeID returns this node's id.
+func (s *Server) NodeID() string { return s.cfg.NodeID }
 
 // Gateway returns the node's WebSocket gateway.
 func (s *Server) Gateway() *gateway.Gateway { return s.gateway }
