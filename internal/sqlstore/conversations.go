@@ -604,7 +604,7 @@ func roleAndType(s *session, conversationID, actorID string) (parley.Role, parle
 // the conversation as actorID sees it.
 func (db *DB) AddMember(ctx context.Context, conversationID, actorID, userID string) (parley.Conversation, error) {
 	var conv parley.Conversation
-	err := db.write(ctx, "add_member", lockConversationKey(conversationID), func(w *writeTx) error {
+	err := db.write(ctx, "add_member", lockConversationKey(conversationID, forUpdate), func(w *writeTx) error {
 		conv = parley.Conversation{}
 		if err := lockConversation(w, conversationID, forUpdate); err != nil {
 			return fmt.Errorf("add member: %w", err)
@@ -664,7 +664,7 @@ func (db *DB) AddMember(ctx context.Context, conversationID, actorID, userID str
 // admin. It bumps updated_at and publishes conversation.updated to the
 // remaining members and to userID.
 func (db *DB) RemoveMember(ctx context.Context, conversationID, actorID, userID string) error {
-	return db.write(ctx, "remove_member", lockConversationKey(conversationID), func(w *writeTx) error {
+	return db.write(ctx, "remove_member", lockConversationKey(conversationID, forUpdate), func(w *writeTx) error {
 		if err := lockConversation(w, conversationID, forUpdate); err != nil {
 			return fmt.Errorf("remove member: %w", err)
 		}

@@ -36,7 +36,7 @@ func (db *DB) SendMessage(ctx context.Context, p parley.NewMessage) (parley.Mess
 	}
 	var msg parley.Message
 	var created bool
-	err := db.write(ctx, "send_message", lockConversationKey(p.ConversationID), func(w *writeTx) error {
+	err := db.write(ctx, "send_message", lockConversationKey(p.ConversationID, forUpdate), func(w *writeTx) error {
 		msg, created = parley.Message{}, false
 		// First the lock: then the lookup of the original below sees a
 		// send of the same message that another writer committed, and the
@@ -242,7 +242,7 @@ func (db *DB) MarkReceipt(ctx context.Context, conversationID, callerID string, 
 		return false, parley.Errorf(parley.CodeInvalidArgument, "receipt kind must be delivered or read")
 	}
 	var moved bool
-	err := db.write(ctx, "mark_receipt", lockConversationKey(conversationID), func(w *writeTx) error {
+	err := db.write(ctx, "mark_receipt", lockConversationKey(conversationID, forShare), func(w *writeTx) error {
 		moved = false
 		// Sends wait while receipts hold the lock, so that the unread
 		// count recounted below stays exact; receipts do not wait for

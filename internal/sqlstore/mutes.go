@@ -17,7 +17,7 @@ func (db *DB) SetMute(ctx context.Context, conversationID, callerID string, unti
 	if until != nil {
 		untilMS = millis(*until)
 	}
-	return db.write(ctx, "set_mute", lockConversationKey(conversationID), func(w *writeTx) error {
+	return db.write(ctx, "set_mute", lockConversationKey(conversationID, forShare), func(w *writeTx) error {
 		// A removal of the member, which drops the mute, waits: the mute
 		// is never inserted for a member just gone.
 		if err := lockConversation(w, conversationID, forShare); err != nil {
@@ -38,7 +38,7 @@ func (db *DB) SetMute(ctx context.Context, conversationID, callerID string, unti
 // ClearMute unmutes a conversation for callerID; not_found if callerID is
 // not a member. A conversation that is not muted stays so.
 func (db *DB) ClearMute(ctx context.Context, conversationID, callerID string) error {
-	return db.write(ctx, "clear_mute", lockConversationKey(conversationID), func(w *writeTx) error {
+	return db.write(ctx, "clear_mute", lockConversationKey(conversationID, forShare), func(w *writeTx) error {
 		if err := isMember(&w.session, conversationID, callerID); err != nil {
 			return wrapInternal("clear mute", err)
 		}

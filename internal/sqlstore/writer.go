@@ -72,8 +72,18 @@ func (w *writeTx) publish(ev *parley.Event) { w.events = append(w.events, ev) }
 // Lock keys, the sort order of a PostgreSQL batch: every request that
 // locks a row names it here, so that all batches lock in one order.
 // Conversations come first: most writes lock one.
-func lockConversationKey(id string) string { return "c " + id }
-func lockKey(kind, id string) string       { return kind + " " + id }
+func lockKey(kind, id string) string { return kind + " " + id }
+
+// lockConversationKey is the key of a write that locks a conversation in
+// mode. Of the writes of one conversation in a batch, those that take the
+// row FOR UPDATE come first: a batch that took it FOR SHARE first and then
+// wanted it FOR UPDATE would deadlock with another batch doing the same.
+func lockConversationKey(id string, mode lockMode) string {
+	if mode == forUpdate {
+		return "c " + id + " 0"
+	}
+	return "c " + id + " 1"
+}
 
 // write queues apply for a writer goroutine and waits for its outcome.
 // key is the request's lock key (see request.key). If ctx ends before a
