@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // migrations holds the schema of each engine, one file per version named
@@ -121,7 +122,9 @@ func migratePostgres(ctx context.Context, pool *sql.DB) (err error) {
 	}
 	defer func() {
 		// A lock left behind by a broken connection goes with it.
-		if _, uerr := conn.ExecContext(context.Background(), `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`,
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, uerr := conn.ExecContext(uctx, `SELECT pg_advisory_unlock($1, hashtext(current_schema()))`,
 			migrationLockClass); uerr != nil && err == nil {
 			err = fmt.Errorf("migrate postgres: unlock: %w", uerr)
 		}
