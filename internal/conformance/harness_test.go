@@ -46,21 +46,39 @@ type node struct {
 	wsURL string // ws://127.0.0.1:PORT/ws
 	host  string // 127.0.0.1:PORT
 	hc    *http.Client
-	names atomic.Int64
-	turn  atomic.Uint64
+	names *atomic.Int64
+	turn  *atomic.Uint64
+	// pinned, when not nil, takes every request and dial (see at).
+	pinned *testnode.Node
 }
 
 // startNode starts the server under test with the default configuration,
 // changed by the given functions, and stops it when the test ends.
 func startNode(t *testing.T, change ...func(*server.Config)) *node {
 	t.Helper()
-	set := testnode.Start(t, change...)
-	first := set.Nodes[0]
-	return &node{set: set, srv: first.Server, url: first.URL, wsURL: first.WSURL, host: first.Host, hc: first.HTTP}
+	return wrapNodes(testnode.Start(t, change...))
 }
 
-// pick returns the node for the next request or dial: the next in turn.
+func wrapNodes(set *testnode.Nodes) *node {
+	first := set.Nodes[0]
+	return &node{set: set, srv: first.Server, url: first.URL, wsURL: first.WSURL, host: first.Host, hc: first.HTTP,
+		names: new(atomic.Int64), turn: new(atomic.Uint64)}
+}
+
+// at returns the same server as seen through its node number i alone: a
+// client connected there, or a request sent there.
+func (n *node) at(i int) *node {
+	cp := *n
+	cp.pinned = n.set.Nodes[i]
+	return &cp
+}
+
+// pick returns the node for the next request or dial: the pinned one, or
+// the next in turn.
 func (n *node) pick() *testnode.Node {
+	if n.pinned != nil {
+		return n.pinned
+	}
 	nodes := n.set.Nodes
 	return nodes[int(n.turn.Add(1)%uint64(len(nodes)))]
 }
@@ -341,7 +359,7 @@ func (n *node) dialRaw(t testing.TB, o dialOpts) (*websocket.Conn, *http.Respons
 	// An Origin is compared with the Host of the node dialed, which the
 	// tests take from the first node.
 	nd := n.set.Nodes[0]
-	if o.origin == "" {
+	if o.origin == "" || n.pinned != nil {
 		nd = n.pick()
 	}
 	u := nd.WSURL

@@ -429,6 +429,10 @@ func (s *Server) Close() error {
 // included: only itself without NATS.
 func (s *Server) ClusterNodes() []string { return s.dir.LiveNodes() }
 
+// UserNodes returns the nodes where userID has connections, as this node
+// knows it.
+func (s *Server) UserNodes(userID string) []string { return s.dir.NodesOf(nil, userID) }
+
 // NodeID returns this node's id.
 func (s *Server) NodeID() string { return s.cfg.NodeID }
 
