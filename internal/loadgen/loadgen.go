@@ -27,8 +27,10 @@ import (
 
 // Config says how much load to make.
 type Config struct {
-	// Server is the base URL, e.g. http://127.0.0.1:8080.
-	Server string
+	// Servers are the base URLs of the nodes, e.g. http://127.0.0.1:8080;
+	// user i connects to Servers[i % len(Servers)], so that a group's
+	// members are spread over a cluster's nodes.
+	Servers []string
 	// Users is the number of users, each with one WebSocket.
 	Users int
 	// GroupSize is the members per group; users are split into groups.
@@ -50,6 +52,10 @@ type Result struct {
 	Elapsed            time.Duration
 	AckLatency         Percentiles
 	DeliveryLatency    Percentiles
+	// CrossNode is the delivery latency to members connected to another
+	// node than the sender (several servers only), with its count.
+	CrossNode          Percentiles
+	CrossNodeDelivered int64
 }
 
 // Percentiles of a latency sample.
@@ -63,17 +69,22 @@ func (p Percentiles) String() string {
 // String formats the result for a terminal.
 func (r Result) String() string {
 	secs := r.Elapsed.Seconds()
-	return fmt.Sprintf("sent %d, acked %d (%.0f/s), errors %d\n"+
+	out := fmt.Sprintf("sent %d, acked %d (%.0f/s), errors %d\n"+
 		"ack latency       %v\n"+
 		"delivered %d of %d expected (%.0f/s)\n"+
 		"delivery latency  %v\n",
 		r.Sent, r.Acked, float64(r.Acked)/secs, r.Errors, r.AckLatency,
 		r.Delivered, r.ExpectedDeliveries, float64(r.Delivered)/secs, r.DeliveryLatency)
+	if r.CrossNodeDelivered > 0 {
+		out += fmt.Sprintf("cross-node        %v (%d deliveries)\n", r.CrossNode, r.CrossNodeDelivered)
+	}
+	return out
 }
 
 type user struct {
 	id, token string
 	conv      string
+	node      int // index in Config.Servers
 	conn      *websocket.Conn
 }
 
@@ -86,7 +97,14 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	if cfg.Password == "" {
 		cfg.Password = "load test password"
 	}
-	base := strings.TrimRight(cfg.Server, "/")
+	if len(cfg.Servers) == 0 {
+		return Result{}, fmt.Errorf("loadgen: no server")
+	}
+	bases := make([]string, len(cfg.Servers))
+	for i, s := range cfg.Servers {
+		bases[i] = strings.TrimRight(s, "/")
+	}
+	base := bases[0]
 	prefix := fmt.Sprintf("lg%06d", rand.IntN(1_000_000))
 	users := make([]*user, cfg.Users)
 
@@ -102,7 +120,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 			err := post(gctx, base+"/api/auth/register", "", map[string]string{
 				"username": fmt.Sprintf("%s_%d", prefix, i), "password": cfg.Password,
 			}, &tok)
-			users[i] = &user{id: tok.User.ID, token: tok.AccessToken}
+			users[i] = &user{id: tok.User.ID, token: tok.AccessToken, node: i % len(bases)}
 			return err
 		})
 	}
@@ -132,8 +150,8 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	}
 
 	fmt.Fprintf(log, "connecting %d WebSockets in %d groups\n", len(users), groups)
-	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws"
 	for _, u := range users {
+		wsURL := "ws" + strings.TrimPrefix(bases[u.node], "http") + "/ws"
 		c, _, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{
 			HTTPHeader:   http.Header{"Authorization": {"Bearer " + u.token}},
 			Subprotocols: []string{wire.Subprotocol},
@@ -155,6 +173,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 		mu        sync.Mutex // guards the latency samples
 		acks      []time.Duration
 		delivery  []time.Duration
+		cross     []time.Duration
 		delivered atomic.Int64
 		acked     atomic.Int64
 		errs      atomic.Int64
@@ -192,14 +211,19 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 						} `json:"message"`
 					}
 					if json.Unmarshal(f.Payload, &mn) == nil {
-						// The text carries the send time, so delivery latency
-						// needs no shared state between connections.
-						if ns, ok := strings.CutPrefix(mn.Message.Text, "t="); ok {
-							var t0 int64
-							fmt.Sscan(ns, &t0)
+						// The text carries the send time and the sender's
+						// node, so delivery latency needs no shared state
+						// between connections.
+						var t0 int64
+						var from int
+						if _, err := fmt.Sscanf(mn.Message.Text, "t=%d n=%d", &t0, &from); err == nil {
 							delivered.Add(1)
+							d := now.Sub(time.Unix(0, t0))
 							mu.Lock()
-							delivery = append(delivery, now.Sub(time.Unix(0, t0)))
+							delivery = append(delivery, d)
+							if from != u.node {
+								cross = append(cross, d)
+							}
 							mu.Unlock()
 						}
 					}
@@ -229,7 +253,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 		now := time.Now()
 		frame, _ := wire.Encode(wire.TypeMessageSend, cmid, wire.MessageSend{
 			ConversationID: u.conv, ClientMessageID: cmid, Kind: parley.KindText,
-			Text: fmt.Sprintf("t=%d", now.UnixNano()),
+			Text: fmt.Sprintf("t=%d n=%d", now.UnixNano(), u.node),
 		})
 		pending[i].Store(cmid, now)
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -259,6 +283,7 @@ func Run(ctx context.Context, cfg Config, log io.Writer) (Result, error) {
 	res.ExpectedDeliveries = expectedDeliveries(users, res.Acked, n)
 	res.AckLatency = percentiles(acks)
 	res.DeliveryLatency = percentiles(delivery)
+	res.CrossNode, res.CrossNodeDelivered = percentiles(cross), int64(len(cross))
 	return res, nil
 }
 
