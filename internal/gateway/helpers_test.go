@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,75 +21,53 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley"
-	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/server"
+	"github.com/parley-chat/parley/internal/testnode"
 	"github.com/parley-chat/parley/wire"
 )
 
 // wait bounds every wait of the tests for something that must happen.
 const wait = 10 * time.Second
 
-// node is a whole Parley node (server.Open) behind a real HTTP server.
+// node is the server under test: a whole Parley node (server.Open) behind
+// a real HTTP server, or, with PARLEY_TEST_CLUSTER=N, a cluster of N nodes
+// over which REST requests and WebSocket dials are spread in turn.
 type node struct {
 	t     *testing.T
-	srv   *server.Server
-	url   string // http://127.0.0.1:PORT
-	wsURL string // ws://127.0.0.1:PORT/ws
-	host  string // 127.0.0.1:PORT
+	set   *testnode.Nodes
+	srv   *server.Server // the first node's
+	url   string         // the first node's http://127.0.0.1:PORT
+	wsURL string         // ws://127.0.0.1:PORT/ws
+	host  string         // 127.0.0.1:PORT
 	hc    *http.Client
 	names atomic.Int64
+	turn  atomic.Uint64
 }
 
 // testConfig is the configuration of a test node: a fresh data folder and
 // the cheapest password hash.
-func testConfig(t *testing.T) server.Config {
-	return server.Config{
-		DataDir: t.TempDir(),
-		Argon2:  auth.Argon2Params{MemoryKiB: 64, Time: 1, Threads: 1},
-	}
-}
+func testConfig(t *testing.T) server.Config { return testnode.Config(t) }
 
-// startNode starts a node, with cfg changed by the given functions; it is
-// stopped when the test ends (gateway first, then HTTP, then the store).
+// startNode starts the server under test, with its configuration changed
+// by the given functions; it is stopped when the test ends (gateway first,
+// then HTTP, then the store).
 func startNode(t *testing.T, change ...func(*server.Config)) *node {
 	t.Helper()
-	cfg := testConfig(t)
-	for _, f := range change {
-		f(&cfg)
-	}
-	cfg.Logger = testLogger(t)
-	srv, err := server.Open(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("open server: %v", err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err := srv.Gateway().Shutdown(ctx); err != nil {
-			t.Errorf("gateway shutdown: %v", err)
-		}
-		ts.Close()
-		if err := srv.Close(); err != nil {
-			t.Errorf("close server: %v", err)
-		}
-	})
-	host := strings.TrimPrefix(ts.URL, "http://")
-	return &node{t: t, srv: srv, url: ts.URL, wsURL: "ws://" + host + "/ws", host: host, hc: ts.Client()}
+	set := testnode.Start(t, change...)
+	first := set.Nodes[0]
+	return &node{t: t, set: set, srv: first.Server, url: first.URL, wsURL: first.WSURL, host: first.Host, hc: first.HTTP}
+}
+
+// base returns the base URL for the next request or dial: the next node
+// in turn.
+func (n *node) base() string {
+	nodes := n.set.Nodes
+	return nodes[int(n.turn.Add(1)%uint64(len(nodes)))].URL
 }
 
 // testLogger logs at warning level and above through t, which keeps the
 // output of passing tests quiet.
-func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t testing.TB) *slog.Logger { return testnode.Logger(t) }
 
 // api sends a REST request and fails the test unless it answers status;
 // then it decodes the body into out, if not nil.
@@ -104,7 +81,7 @@ func (n *node) api(method, path, token string, body any, status int, out any) {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, n.url+path, rd)
+	req, err := http.NewRequest(method, n.base()+path, rd)
 	if err != nil {
 		n.t.Fatalf("new request: %v", err)
 	}
@@ -193,25 +170,29 @@ func (n *node) post(u user, conversationID, text string) parley.Message {
 	return m
 }
 
-// metric returns the value of an unlabelled metric from /metrics.
+// metric returns the value of an unlabelled metric from /metrics, summed
+// over the nodes.
 func (n *node) metric(name string) float64 {
 	n.t.Helper()
-	resp, err := n.hc.Get(n.url + "/metrics")
-	if err != nil {
-		n.t.Fatalf("get metrics: %v", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				n.t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
+	total := 0.0
+	for _, nd := range n.set.Nodes {
+		resp, err := nd.HTTP.Get(nd.URL + "/metrics")
+		if err != nil {
+			n.t.Fatalf("get metrics: %v", err)
 		}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+				f, err := strconv.ParseFloat(v, 64)
+				if err != nil {
+					n.t.Fatalf("metric %s: %v", name, err)
+				}
+				total += f
+			}
+		}
+		resp.Body.Close()
 	}
-	return 0
+	return total
 }
 
 // tokenExpiry reads the exp claim of an access token.
@@ -284,7 +265,11 @@ type dialOptions struct {
 // upgrade it returns the response.
 func (n *node) dialRaw(o dialOptions) (*client, *http.Response, error) {
 	n.t.Helper()
-	return dialURL(n.t, n.url, o)
+	base := n.url
+	if o.host == "" && o.header.Get("Origin") == "" {
+		base = n.base() // the Host and Origin tests are about the first node
+	}
+	return dialURL(n.t, base, o)
 }
 
 func dialURL(t *testing.T, base string, o dialOptions) (*client, *http.Response, error) {

@@ -7,13 +7,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/parley-chat/parley/internal/pgtest"
 )
 
 // TestMain fails the run if a goroutine of the gateway outlives the tests:
 // every node is shut down in its test's cleanup, and Shutdown must wait for
 // all of them.
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.Run(m) // drops the PostgreSQL database of a cluster run
 	if code == 0 {
 		if leaked := gatewayGoroutines(); leaked != "" {
 			fmt.Fprintf(os.Stderr, "leaked goroutines:\n%s\n", leaked)
