@@ -241,6 +241,12 @@ type member struct {
 
 	mu       sync.Mutex
 	presence []presenceSeen // the presence events the client reported
+	states   []stateSeen    // and its connection states
+}
+
+type stateSeen struct {
+	state client.ConnState
+	at    time.Time
 }
 
 type presenceSeen struct {
@@ -273,9 +279,14 @@ func openMember(t *testing.T, name string, servers []string) *member {
 	// gets a resync, and a presence event would be lost with it.
 	go func() {
 		for ev := range c.Events() {
-			if ev.Presence != nil {
+			switch {
+			case ev.Presence != nil:
 				m.mu.Lock()
 				m.presence = append(m.presence, presenceSeen{*ev.Presence, time.Now()})
+				m.mu.Unlock()
+			case ev.Type == client.EventConnection:
+				m.mu.Lock()
+				m.states = append(m.states, stateSeen{ev.State, time.Now()})
 				m.mu.Unlock()
 			}
 		}
@@ -416,25 +427,33 @@ func TestClusterLosesNothing(t *testing.T) {
 	cl.kill(cl.nodes[0])
 	offlineAfter := waitPresence(t, ben, ghost.user.ID, parley.Offline, killedAt, clusterDeadAfter+5*time.Second).Sub(killedAt)
 	t.Logf("kill -9: ghost offline for ben after %v (dead-after %v, heartbeat %v)", offlineAfter.Round(time.Millisecond), clusterDeadAfter, clusterHeartbeat)
+	logOutage(t, "kill -9", members, killedAt)
 	pause(2 * time.Second)
 	cl.start(cl.nodes[0])
 	waitReady(t, urls[0])
 	pause(2 * time.Second)
 
-	// 2. NATS goes away and comes back.
+	// 2. NATS goes away for a second and comes back.
+	natsDown := time.Now()
 	ns.Stop()
 	pause(time.Second)
 	ns.Start()
 	for _, u := range urls {
 		waitReady(t, u)
 	}
+	t.Logf("NATS restart: every node ready again %v after NATS went away (1 s of it down)", time.Since(natsDown).Round(time.Millisecond))
+	logOutage(t, "NATS restart", members, natsDown)
 	pause(3 * time.Second)
 
 	// 3. A rolling restart: each node drains (SIGTERM, exit 0) and starts.
 	for _, n := range cl.nodes {
+		stopped := time.Now()
 		cl.stop(n)
+		drained := time.Since(stopped)
 		cl.start(n)
 		waitReady(t, n.base())
+		t.Logf("rolling restart of %s: drained and exited 0 in %v, ready again after %v", n.id, drained.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond))
+		logOutage(t, "rolling restart of "+n.id, members, stopped)
 		pause(2 * time.Second)
 	}
 
@@ -454,6 +473,58 @@ func TestClusterLosesNothing(t *testing.T) {
 			t.Fatalf("not converged: %v", err)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// outages returns, for each member whose connection went offline after
+// since, how long it took to be online again (measured by the client's
+// own connection events), and how many never came back.
+func outages(members []*member, since time.Time) (took []time.Duration, notBack int) {
+	for _, m := range members {
+		m.mu.Lock()
+		var down time.Time
+		back := false
+		for _, st := range m.states {
+			if st.at.Before(since) {
+				continue
+			}
+			if down.IsZero() && st.state != client.StateOnline {
+				down = st.at
+			}
+			if !down.IsZero() && st.state == client.StateOnline {
+				took = append(took, st.at.Sub(since))
+				back = true
+				break
+			}
+		}
+		m.mu.Unlock()
+		if !down.IsZero() && !back {
+			notBack++
+		}
+	}
+	slices.Sort(took)
+	return took, notBack
+}
+
+// logOutage waits until every member that lost its connection since
+// since is back, and logs how long that took.
+func logOutage(t *testing.T, what string, members []*member, since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		took, notBack := outages(members, since)
+		if notBack == 0 {
+			var parts []string
+			for _, d := range took {
+				parts = append(parts, d.Round(time.Millisecond).String())
+			}
+			t.Logf("%s: %d of %d clients were cut off; back online after %s", what, len(took), len(members), strings.Join(parts, ", "))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d clients not back online after 60 s", what, notBack)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
