@@ -50,6 +50,21 @@ type Metrics struct {
 	// PushTokensDeleted counts device tokens deleted because their push
 	// service said they are no longer valid, by platform.
 	PushTokensDeleted *prometheus.CounterVec
+
+	// The cluster's event bus (NATS), on a node of a cluster.
+
+	// BusConnected is 1 while the node is connected to NATS.
+	BusConnected prometheus.Gauge
+	// BusEventsReceived counts events received from NATS for this node.
+	BusEventsReceived prometheus.Counter
+	// BusDuplicates counts message.new events dropped as already
+	// delivered (the outbox publishes at least once).
+	BusDuplicates prometheus.Counter
+	// BusGapFills counts messages read from the store to fill a gap in a
+	// conversation's events (their node died before publishing).
+	BusGapFills prometheus.Counter
+	// BusGapsSkipped counts messages of a gap that could not be filled.
+	BusGapsSkipped prometheus.Counter
 }
 
 // New creates the metrics in a fresh registry, with the Go runtime and
@@ -106,11 +121,27 @@ func New(queueDepth func() float64) *Metrics {
 		PushTokensDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_push_tokens_deleted_total", Help: "Device tokens deleted because their push service refused them, by platform.",
 		}, []string{"platform"}),
+		BusConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "parley_bus_connected", Help: "1 while this node of a cluster is connected to NATS.",
+		}),
+		BusEventsReceived: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_bus_events_received_total", Help: "Events received from NATS for this node's users.",
+		}),
+		BusDuplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_bus_duplicates_total", Help: "message.new events dropped because they were delivered already.",
+		}),
+		BusGapFills: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_bus_gap_fills_total", Help: "Messages read from the store to fill a gap in a conversation's events.",
+		}),
+		BusGapsSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "parley_bus_gaps_skipped_total", Help: "Messages of a gap in a conversation's events that could not be filled.",
+		}),
 	}
 	r.MustRegister(
 		m.Connections, m.ConnectionsClosed, m.MessagesStored, m.MessagesDelivered,
 		m.FramesSent, m.FramesReceived, m.SlowConsumers, m.RateLimited, m.StoreLatency, m.HTTPRequests,
 		m.PushSent, m.PushFailed, m.PushRetried, m.PushSkipped, m.PushTokensDeleted,
+		m.BusConnected, m.BusEventsReceived, m.BusDuplicates, m.BusGapFills, m.BusGapsSkipped,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)

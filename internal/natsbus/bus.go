@@ -59,6 +59,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/presence"
 )
 
@@ -117,6 +118,8 @@ type Options struct {
 	OnDown, OnUp func()
 	// Limiter is this node's own rate limiter (see Bus.Limiter). Required.
 	Limiter Limiter
+	// Metrics receives the bus's metrics; nil uses a private registry.
+	Metrics *metrics.Metrics
 	// ConnectTimeout bounds the first connection (default 5 s).
 	ConnectTimeout time.Duration
 	Logger         *slog.Logger
@@ -194,6 +197,9 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New(nil)
+	}
 	b := &Bus{
 		opts:     opts,
 		log:      opts.Logger.With("component", "natsbus"),
@@ -239,6 +245,7 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		return nil, fmt.Errorf("natsbus: %w", err)
 	}
 	b.up.Store(true)
+	b.opts.Metrics.BusConnected.Set(1)
 
 	b.wg.Add(3)
 	go func() { defer b.wg.Done(); b.runEvents() }()
@@ -300,6 +307,7 @@ func (b *Bus) down(err error) {
 	if !b.up.Swap(false) || b.closing.Load() {
 		return
 	}
+	b.opts.Metrics.BusConnected.Set(0)
 	b.log.Warn("lost the connection to NATS", "err", err)
 	b.dir.Forget()
 	if b.opts.OnDown != nil {
@@ -315,6 +323,7 @@ func (b *Bus) reconnected() {
 	default: // one is pending already
 	}
 	b.up.Store(true)
+	b.opts.Metrics.BusConnected.Set(1)
 	b.log.Info("connected to NATS again")
 	b.dir.Hello()
 	if b.opts.OnUp != nil {
@@ -324,6 +333,10 @@ func (b *Bus) reconnected() {
 
 // Directory returns the cluster's directory of connections.
 func (b *Bus) Directory() *presence.Directory { return b.dir }
+
+// Len returns the number of events received and not yet handed to the
+// subscribers.
+func (b *Bus) Len() int { return len(b.events) }
 
 // Ready reports whether the bus is connected: unavailable if not.
 func (b *Bus) Ready() error {

@@ -99,6 +99,7 @@ func (o *orderer) receive(m *nats.Msg) {
 		o.b.log.Warn("bad event", "subject", m.Subject, "err", err)
 		return
 	}
+	o.b.opts.Metrics.BusEventsReceived.Inc()
 	if ev.Type != parley.EventMessageNew || ev.Message == nil {
 		o.b.dispatch(ev)
 		return
@@ -125,6 +126,7 @@ func (o *orderer) receive(m *nats.Msg) {
 	switch {
 	case seq <= st.last:
 		// Delivered already (the outbox published it again) or filled.
+		o.b.opts.Metrics.BusDuplicates.Inc()
 		return
 	case seq == st.last+1 && len(st.pending) == 0 && !st.filling:
 		st.last = seq
@@ -160,6 +162,7 @@ func (o *orderer) drain(key orderKey, st *orderState) {
 	for seq := range st.pending {
 		if seq <= st.last {
 			delete(st.pending, seq)
+			o.b.opts.Metrics.BusDuplicates.Inc()
 		}
 	}
 	if len(st.pending) == 0 {
@@ -223,9 +226,11 @@ func (o *orderer) finishFill(f filled) {
 		// with no origin, the sender's own connections get it too, and
 		// drop it as a duplicate of their ack.
 		o.b.dispatch(&parley.Event{Type: parley.EventMessageNew, Recipients: template.Recipients, Message: &m})
+		o.b.opts.Metrics.BusGapFills.Inc()
 		st.last = m.Seq
 	}
 	if st.last < first-1 {
+		o.b.opts.Metrics.BusGapsSkipped.Add(float64(first - 1 - st.last))
 		o.b.log.Warn("gap in a conversation's events not filled", "conversation", f.key.conv,
 			"from", st.last+1, "to", first-1)
 		st.last = first - 1

@@ -149,7 +149,15 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			s.Close()
 		}
 	}()
-	s.metrics = metrics.New(nil)
+	// The fan-out queue's depth is read at each scrape from whichever bus
+	// is running.
+	var queue atomic.Pointer[func() int]
+	s.metrics = metrics.New(func() float64 {
+		if f := queue.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
 	limiter := chat.NewLocalLimiter(cfg.Limits)
 
 	// The bus and the directory start before the parts they report to
@@ -196,6 +204,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			},
 			Presence: presenceOpts,
 			Limiter:  limiter,
+			Metrics:  s.metrics,
 			// The node may have missed events: its clients reconnect
 			// (to another node, or here once NATS is back) and sync.
 			OnDown: func() {
@@ -209,9 +218,14 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			return nil, err
 		}
 		s.bus, s.ready, dir, rl, interest = nb, nb.Ready, nb.Directory(), nb.Limiter(), nb
+		depth := nb.Len
+		queue.Store(&depth)
 	} else {
-		s.bus = localbus.New(8192)
+		lb := localbus.New(8192)
+		s.bus = lb
 		dir = presence.New(presenceOpts)
+		depth := lb.Len
+		queue.Store(&depth)
 	}
 	s.dir = dir
 
