@@ -166,6 +166,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	var (
 		gw  atomic.Pointer[gateway.Gateway]
 		svc atomic.Pointer[chat.Service]
+		db  atomic.Pointer[sqlstore.DB]
 	)
 	presenceOpts := presence.Options{
 		Node:      cfg.NodeID,
@@ -200,7 +201,11 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			Node:   cfg.NodeID,
 			Prefix: cfg.NATSPrefix,
 			Fill: func(ctx context.Context, conversationID string, afterSeq, beforeSeq int64, limit int) ([]parley.Message, error) {
-				return s.store.MessageRange(ctx, conversationID, afterSeq, beforeSeq, limit)
+				st := db.Load()
+				if st == nil {
+					return nil, parley.Errorf(parley.CodeUnavailable, "storage is not open yet")
+				}
+				return st.MessageRange(ctx, conversationID, afterSeq, beforeSeq, limit)
 			},
 			Presence: presenceOpts,
 			Limiter:  limiter,
@@ -251,6 +256,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	db.Store(s.store) // a closed store answers unavailable
 
 	keyPEM, err := s.secret(ctx, "access-token-key", "access-token.key", auth.NewSigningKeyPEM)
 	if err != nil {
