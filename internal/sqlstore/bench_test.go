@@ -3,8 +3,11 @@ package sqlstore
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/parley-chat/parley"
 )
@@ -73,6 +76,100 @@ func benchmarkSend(b *testing.B, engine string, withPush bool) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// BenchmarkSendMessageConversations measures sends into a few busy groups
+// of 10 members, as the server runs them by default (Web Push on, nobody
+// with a device: each send looks for recipients' devices and finds none),
+// with the latency of each send: into 3 conversations (three groups, as
+// `parley bench --users 30 --group-size 10` makes) and into one hot
+// conversation that every sender shares. On PostgreSQL the three cluster
+// cases open three DBs on one schema, as three nodes with four writers
+// each, and spread the senders over them.
+func BenchmarkSendMessageConversations(b *testing.B) {
+	cases := []struct {
+		name         string
+		nodes, convs int
+	}{
+		{"convs=3", 1, 3},
+		{"convs=1", 1, 1},
+		{"nodes=3/convs=3", 3, 3},
+		{"nodes=3/convs=1", 3, 1},
+	}
+	for _, engine := range engines {
+		for _, c := range cases {
+			if c.nodes > 1 && engine != "postgres" {
+				continue
+			}
+			b.Run(engine+"/"+c.name, func(b *testing.B) { benchmarkConversations(b, engine, c.nodes, c.convs) })
+		}
+	}
+}
+
+func benchmarkConversations(b *testing.B, engine string, nodes, convs int) {
+	ctx := context.Background()
+	loc := newLocation(b, engine)
+	opts := Options{PushPlatforms: []parley.Platform{parley.PlatformWeb}}
+	var dbs []*DB
+	for range nodes {
+		db, err := loc.open(ctx, discard{}, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		dbs = append(dbs, db)
+	}
+
+	// Groups of 10; sender i of a group writes to it through node i%nodes.
+	const groupSize = 10
+	members := make([][]string, convs)
+	convIDs := make([]string, convs)
+	for c := range convs {
+		for i := range groupSize {
+			members[c] = append(members[c], newUser(b, dbs[0], fmt.Sprintf("bench%d-%d", c, i)).ID)
+		}
+		convIDs[c] = newGroup(b, dbs[0], members[c][0], members[c][1:]...).ID
+	}
+
+	var next atomic.Int64
+	var mu sync.Mutex // guards latencies
+	var latencies []time.Duration
+	b.SetParallelism(16) // many clients per CPU, as a chat server has
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
+		for pb.Next() {
+			n := next.Add(1)
+			c, i := int(n)%convs, int(n/int64(convs))%groupSize
+			start := time.Now()
+			_, _, err := dbs[i%nodes].SendMessage(ctx, parley.NewMessage{
+				ConversationID:  convIDs[c],
+				SenderID:        members[c][i],
+				ClientMessageID: fmt.Sprint(n),
+				Kind:            parley.KindText,
+				Text:            "a benchmark message of a typical length, about eighty bytes long.",
+			})
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			mine = append(mine, time.Since(start))
+		}
+		mu.Lock()
+		latencies = append(latencies, mine...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+	if len(latencies) > 0 {
+		slices.Sort(latencies)
+		at := func(q float64) float64 {
+			return float64(latencies[min(len(latencies)-1, int(q*float64(len(latencies))))]) / 1e6
+		}
+		b.ReportMetric(at(.5), "p50-ms")
+		b.ReportMetric(at(.99), "p99-ms")
+		b.ReportMetric(float64(latencies[len(latencies)-1])/1e6, "max-ms")
+	}
 }
 
 // discard is a Publisher that drops every event.
