@@ -151,6 +151,11 @@ func TestLiveExchange(t *testing.T) {
 	if err != nil || len(msgs) != 1 || msgs[0].Text != "hi alice" || !more {
 		t.Fatalf("history: %v %v %v", msgs, more, err)
 	}
+	// after_seq=0 is a bound: the oldest page, from the start.
+	msgs, more, err = bob.History(ctxT(t, 10*time.Second), conv, parley.HistoryQuery{HasAfter: true, Limit: 2})
+	if err != nil || len(msgs) != 2 || msgs[0].Seq != 1 || msgs[1].Seq != 2 || !more {
+		t.Fatalf("history from the start: %v %v %v", msgs, more, err)
+	}
 }
 
 func TestSendWhileDisconnected(t *testing.T) {
