@@ -4,8 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"os"
-	"path/filepath"
+	"encoding/pem"
 	"strings"
 	"sync"
 	"testing"
@@ -95,31 +94,31 @@ func newService(t *testing.T, ttl time.Duration) (*Service, ed25519.PrivateKey, 
 	return s, key, st
 }
 
-func TestKeyFileCreatedWithMode0600AndReloaded(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "k.pem")
-	k1, err := LoadOrCreateKey(path)
+func TestSigningKeyPEM(t *testing.T) {
+	b, err := NewSigningKeyPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fi, err := os.Stat(path)
+	k1, err := ParseSigningKey(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Fatalf("key mode = %v, want 0600", fi.Mode().Perm())
+	k2, err := ParseSigningKey(b)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("parsing the same PEM twice: %v", err)
 	}
-	k2, err := LoadOrCreateKey(path)
-	if err != nil {
-		t.Fatal(err)
+	other, _ := NewSigningKeyPEM()
+	if k3, _ := ParseSigningKey(other); k3.Equal(k1) {
+		t.Fatal("two new keys are equal")
 	}
-	if !k1.Equal(k2) {
-		t.Fatal("reloaded key differs")
-	}
-	if err := os.Chmod(path, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := LoadOrCreateKey(path); err == nil {
-		t.Fatal("a world-readable key was accepted")
+	for name, bad := range map[string][]byte{
+		"not PEM":    []byte("garbage"),
+		"not PKCS 8": pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("x")}),
+		"wrong type": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte("x")}),
+	} {
+		if _, err := ParseSigningKey(bad); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
 

@@ -31,7 +31,11 @@ func newStack(tb testing.TB, authTimeout time.Duration) *stack {
 	tb.Helper()
 	ctx := context.Background()
 	dir := tb.TempDir()
-	key, err := auth.LoadOrCreateKey(filepath.Join(dir, "key"))
+	keyPEM, err := auth.NewSigningKeyPEM()
+	if err != nil {
+		tb.Fatalf("key: %v", err)
+	}
+	key, err := auth.ParseSigningKey(keyPEM)
 	if err != nil {
 		tb.Fatalf("key: %v", err)
 	}

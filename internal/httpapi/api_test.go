@@ -199,7 +199,11 @@ func TestHandler(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { store.Close() })
-	key, err := auth.LoadOrCreateKey(filepath.Join(t.TempDir(), "key"))
+	keyPEM, err := auth.NewSigningKeyPEM()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := auth.ParseSigningKey(keyPEM)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -33,10 +32,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // local test push service, and that service.
 func newTestSender(t *testing.T, opts Options) (*Sender, *webpushtest.Service) {
 	t.Helper()
-	keys, err := LoadOrCreateVAPID(filepath.Join(t.TempDir(), "vapid.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeys(t)
 	if opts.Subscriber == "" {
 		opts.Subscriber = testSubscriber
 	}
@@ -280,10 +276,7 @@ func TestSendMalformedSubscription(t *testing.T) {
 }
 
 func TestSendRefusesEndpointsInProduction(t *testing.T) {
-	keys, err := LoadOrCreateVAPID(filepath.Join(t.TempDir(), "vapid.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeys(t)
 	// Without AllowInsecureEndpoints; a client that fails the test if
 	// it is ever used.
 	s := New(keys, Options{Logger: quiet, HTTPClient: &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
@@ -333,10 +326,7 @@ func TestDefaultClientRefusesNonPublicAddresses(t *testing.T) {
 		t.Fatalf("GET %s = %v, want errNotPublic", ps.URL(), err)
 	}
 	// And Send turns that into a dropped push, not a retry or a deletion.
-	keys, err := LoadOrCreateVAPID(filepath.Join(t.TempDir(), "vapid.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	keys := newKeys(t)
 	s := New(keys, Options{Logger: quiet})
 	// Bypass the URL rules to reach the dial check: it is what a public
 	// name with a private DNS answer would hit.
@@ -368,10 +358,7 @@ func TestSendOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			keys, err := LoadOrCreateVAPID(filepath.Join(t.TempDir(), "vapid.key"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			keys := newKeys(t)
 			ps := webpushtest.New(t, keys.PublicKey(), tt.wantSub)
 			s := New(keys, Options{Subscriber: tt.subscriber, TTL: tt.ttl, AllowInsecureEndpoints: true, Logger: quiet})
 			sub := ps.Subscribe(nil)
