@@ -65,6 +65,11 @@ type Options struct {
 	// doubles with each failed attempt (defaults 500 ms and 1 min); a
 	// Retry-After from the push service is honoured when longer.
 	MinBackoff, MaxBackoff time.Duration
+	// PollEvery, if set, is the longest the worker waits before it looks
+	// for due jobs again without being woken. A node of a cluster needs it:
+	// jobs queued by a node that died before waking its own worker are
+	// claimed by another node's poll.
+	PollEvery time.Duration
 	// Logger receives the worker's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Metrics receives the push counters; nil uses a private registry.
@@ -224,6 +229,9 @@ func (w *Worker) Run(ctx context.Context) {
 					defer wg.Done()
 					done <- w.attempt(ctx, j)
 				}()
+			}
+			if w.opts.PollEvery > 0 {
+				setTimer(now.Add(w.opts.PollEvery))
 			}
 			switch {
 			case next.IsZero():

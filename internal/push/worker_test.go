@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -311,6 +312,33 @@ func TestWorkerWakesOnMessage(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("push %v after the message, want well within a second", d)
 	}
+}
+
+// TestWorkerPolls: a job that no wake announces (its node died before
+// waking its worker) is claimed by the next poll.
+func TestWorkerPolls(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue()
+		s := newFakeSender()
+		w := NewWorker(q, nil, nil, map[parley.Platform]Sender{parley.PlatformIOS: s}, Options{Logger: quiet(), PollEvery: 5 * time.Second})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go w.Run(ctx)
+		synctest.Wait() // the first claim found nothing
+		q.add(parley.PlatformIOS, "tok", time.Now())
+		time.Sleep(4 * time.Second)
+		synctest.Wait()
+		if n := len(s.tries("tok")); n != 0 {
+			t.Fatalf("sent before the poll: %d", n)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if n := len(s.tries("tok")); n != 1 {
+			t.Fatalf("%d attempts after the poll, want 1", n)
+		}
+		cancel()
+		synctest.Wait()
+	})
 }
 
 func TestWorkerShutdownKeepsJobs(t *testing.T) {

@@ -291,7 +291,12 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	})
 	gw.Store(s.gateway)
 	if len(senders) > 0 {
-		w := push.NewWorker(s.store, dir, nil, senders, push.Options{Logger: log, Metrics: s.metrics})
+		popts := push.Options{Logger: log, Metrics: s.metrics}
+		if cfg.NATS != "" {
+			// Another node may have queued jobs and died before sending.
+			popts.PollEvery = pushPoll
+		}
+		w := push.NewWorker(s.store, dir, nil, senders, popts)
 		wake = w.Wake
 		s.push = runPush(w, closeSenders)
 	} else {
@@ -320,6 +325,9 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	})
 	return s, nil
 }
+
+// pushPoll is how often a node of a cluster looks for due pushes unasked.
+const pushPoll = 5 * time.Second
 
 // readyz is /readyz: the database answers, and the bus is connected. It
 // works on the store opened by Open even after Close (which makes it
