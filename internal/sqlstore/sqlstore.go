@@ -14,9 +14,11 @@
 // commit (one fsync) makes the whole group durable. SQLite has exactly one
 // writer, on the only writing connection, in BEGIN IMMEDIATE transactions:
 // it serializes every write. PostgreSQL has Options.Writers of them, each
-// with its own connection, at READ COMMITTED, alongside the writers of the
-// other nodes: there every write locks the rows it depends on first (the
-// conversation row, FOR UPDATE to change it, FOR SHARE to rely on it), a
+// with its own connection and its own queue, at READ COMMITTED, alongside
+// the writers of the other nodes. The writes of one conversation always go
+// to the same writer of a node, so that its writers never queue for each
+// other's row locks. There every write locks the rows it depends on first
+// (the conversation row, FOR UPDATE to change it, FOR SHARE to rely on it), a
 // batch runs its writes sorted by what they lock so that batches lock in
 // one order, and uniqueness races are settled by the database (INSERT ...
 // ON CONFLICT, conditional UPDATEs). A write that loses a deadlock runs
@@ -63,11 +65,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net/url"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ncruces/go-sqlite3/driver"
@@ -87,7 +91,7 @@ type Options struct {
 	// from many goroutines at once and must not block.
 	ObserveLatency func(op string, d time.Duration)
 	// MaxBatch is the most writes committed in one transaction, and the
-	// length of the write queue. Zero or less means 256.
+	// length of each writer's queue. Zero or less means 256.
 	MaxBatch int
 	// PushPlatforms are the device platforms for which SendMessage queues
 	// push jobs: those that have a push sender. Empty means none, for a
@@ -95,7 +99,8 @@ type Options struct {
 	PushPlatforms []parley.Platform
 
 	// Writers is the number of writer goroutines on PostgreSQL, each with
-	// its own connection, each committing batches. Zero or less means 4.
+	// its own connection and queue, each committing batches; the writes of
+	// one conversation always go to the same writer. Zero or less means 4.
 	// SQLite always has exactly one.
 	Writers int
 	// Timeout bounds, on PostgreSQL, each write batch, each read, each ping
@@ -153,9 +158,14 @@ type DB struct {
 	bg     context.Context
 	stopBg context.CancelFunc
 
-	reqs chan *request
-	// mu guards closed and the sends on reqs: Close takes it exclusively
-	// before closing reqs, so that no send races the close.
+	// queues are the writers' queues, index for index (see queueFor).
+	queues []chan *request
+	// spread picks the queue of the next request without a lock key.
+	spread atomic.Uint64
+	// seed hashes lock keys to queues.
+	seed maphash.Seed
+	// mu guards closed and the sends on queues: Close takes it exclusively
+	// before closing them, so that no send races the close.
 	mu     sync.RWMutex
 	closed bool
 	// done is closed when every writer goroutine has returned.
@@ -188,6 +198,7 @@ func newDB(d *dialect, pub parley.Publisher, opts Options) (*DB, error) {
 		timeout:        opts.Timeout,
 		done:           make(chan struct{}),
 		order:          newTurnstile(),
+		seed:           maphash.MakeSeed(),
 		stopBackground: make(chan struct{}),
 	}
 	if db.log == nil {
@@ -203,7 +214,6 @@ func newDB(d *dialect, pub parley.Publisher, opts Options) (*DB, error) {
 	if db.qQueuePush, err = queuePushQuery(opts.PushPlatforms); err != nil {
 		return nil, fmt.Errorf("open %s: %w", d.name(), err)
 	}
-	db.reqs = make(chan *request, db.maxBatch)
 	return db, nil
 }
 
@@ -287,10 +297,15 @@ func Open(ctx context.Context, path string, pub parley.Publisher, opts Options) 
 	return db, nil
 }
 
-// start starts the writers and the DB's context.
+// start gives each writer its queue and starts the writers and the DB's
+// context.
 func (db *DB) start(writers ...*writer) {
 	db.bg, db.stopBg = context.WithCancel(context.Background())
 	db.writers = writers
+	for _, wr := range writers {
+		wr.reqs = make(chan *request, db.maxBatch)
+		db.queues = append(db.queues, wr.reqs)
+	}
 	var wg sync.WaitGroup
 	for _, wr := range writers {
 		wg.Go(wr.run)
@@ -326,7 +341,9 @@ func (db *DB) Close() error {
 		return nil
 	}
 	db.closed = true
-	close(db.reqs)
+	for _, q := range db.queues {
+		close(q)
+	}
 	db.mu.Unlock()
 	<-db.done
 	close(db.stopBackground)

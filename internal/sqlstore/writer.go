@@ -7,8 +7,10 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -71,7 +73,8 @@ func (w *writeTx) publish(ev *parley.Event) { w.events = append(w.events, ev) }
 
 // Lock keys, the sort order of a PostgreSQL batch: every request that
 // locks a row names it here, so that all batches lock in one order.
-// Conversations come first: most writes lock one.
+// Conversations come first: most writes lock one. The key also picks the
+// request's writer (see queueFor). Kind "c" is lockConversationKey's.
 func lockKey(kind, id string) string { return kind + " " + id }
 
 // lockConversationKey is the key of a write that locks a conversation in
@@ -83,6 +86,36 @@ func lockConversationKey(id string, mode lockMode) string {
 		return "c " + id + " 0"
 	}
 	return "c " + id + " 1"
+}
+
+// shardKey is the part of a lock key that picks the writer: the whole key,
+// except that both modes of a conversation's key pick the same writer.
+func shardKey(key string) string {
+	if strings.HasPrefix(key, "c ") {
+		return key[:len(key)-len(" 0")]
+	}
+	return key
+}
+
+// queueFor returns the queue of the writer that takes a request with lock
+// key key. On PostgreSQL the requests of one key (one conversation, in
+// either mode) always go to the same writer: the writers of a process then
+// never wait for each other's row locks (which they would hold one batch
+// after the other, each also waiting for the commit of the one before),
+// and the writes of a busy conversation are committed together, in one
+// batch, instead of one per writer. Requests without a key go to each
+// writer in turn. SQLite has one writer.
+func (db *DB) queueFor(key string) chan<- *request {
+	qs := db.queues
+	n := uint64(len(qs))
+	switch {
+	case n == 1:
+		return qs[0]
+	case key == "":
+		return qs[db.spread.Add(1)%n]
+	default:
+		return qs[maphash.String(db.seed, shardKey(key))%n]
+	}
 }
 
 // write queues apply for a writer goroutine and waits for its outcome.
@@ -106,7 +139,7 @@ func (db *DB) write(ctx context.Context, op, key string, apply func(w *writeTx) 
 		return errClosed()
 	}
 	select {
-	case db.reqs <- req:
+	case db.queueFor(key) <- req:
 		db.mu.RUnlock()
 	case <-ctx.Done():
 		db.mu.RUnlock()
@@ -124,10 +157,12 @@ func (db *DB) write(ctx context.Context, op, key string, apply func(w *writeTx) 
 	}
 }
 
-// writer is one writer goroutine with its connection: SQLite has one,
-// PostgreSQL Options.Writers.
+// writer is one writer goroutine with its connection and its queue: SQLite
+// has one, PostgreSQL Options.Writers.
 type writer struct {
 	db *DB
+	// reqs is the writer's queue (see queueFor), closed by Close.
+	reqs chan *request
 	// conn is the connection of this writer. On PostgreSQL it is nil after
 	// a failed transaction until the next batch takes a fresh one, since a
 	// failure may have broken it.
@@ -135,11 +170,12 @@ type writer struct {
 	w    writeTx
 }
 
-// run is the writer goroutine. It returns when reqs is closed and drained.
+// run is the writer goroutine. It returns when its queue is closed and
+// drained.
 func (wr *writer) run() {
 	batch := make([]*request, 0, wr.db.maxBatch)
 	for {
-		req, ok := <-wr.db.reqs
+		req, ok := <-wr.reqs
 		if !ok {
 			return
 		}
@@ -147,7 +183,7 @@ func (wr *writer) run() {
 	drain:
 		for len(batch) < wr.db.maxBatch {
 			select {
-			case req, ok := <-wr.db.reqs:
+			case req, ok := <-wr.reqs:
 				if !ok {
 					break drain // the next receive returns
 				}

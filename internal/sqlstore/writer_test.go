@@ -133,6 +133,15 @@ func (p *blockingPublisher) Publish(ctx context.Context, ev *parley.Event) error
 	return nil
 }
 
+// queuedWrites is how many writes wait in the writers' queues.
+func queuedWrites(db *DB) int {
+	n := 0
+	for _, q := range db.queues {
+		n += len(q)
+	}
+	return n
+}
+
 func TestCancelledWriteIsNotApplied(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
@@ -155,7 +164,7 @@ func TestCancelledWriteIsNotApplied(t *testing.T) {
 		go func() {
 			queuedDone <- db.SetLastSeen(cctx, alice.ID, parley.NewTime(alice.CreatedAt.Add(time.Hour)))
 		}()
-		waitFor(t, "the write to be queued", func() bool { return len(db.reqs) == 1 })
+		waitFor(t, "the write to be queued", func() bool { return queuedWrites(db) == 1 })
 		cancel()
 		if err := <-queuedDone; !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled write = %v, want context.Canceled", err)
@@ -195,7 +204,7 @@ func TestFailingWriteRollsBackAlone(t *testing.T) {
 			wg.Go(func() {
 				errs[i] = db.CreateUser(ctx, parley.User{ID: mustID(t), Username: name}, "h")
 			})
-			waitFor(t, "queued", func() bool { return len(db.reqs) == i+1 })
+			waitFor(t, "queued", func() bool { return queuedWrites(db) == i+1 })
 		}
 		close(pub.release)
 		wg.Wait()
@@ -453,4 +462,52 @@ func TestOpenOddPath(t *testing.T) {
 	if _, err := Open(context.Background(), "", nil, Options{}); err == nil {
 		t.Error("Open with an empty path succeeded")
 	}
+}
+
+// TestQueueFor checks how writes are spread over the PostgreSQL writers:
+// both modes of a conversation's key go to one writer, conversations and
+// writes without a key are spread over all of them; SQLite has one queue.
+func TestQueueFor(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		db := newLocation(t, engine).mustOpen(t, nil, Options{Writers: 4})
+		want := 4
+		if engine == "sqlite" {
+			want = 1
+		}
+		if len(db.queues) != want {
+			t.Fatalf("%d queues, want %d", len(db.queues), want)
+		}
+		index := func(key string) int {
+			q := db.queueFor(key)
+			for i, c := range db.queues {
+				if (chan<- *request)(c) == q {
+					return i
+				}
+			}
+			t.Fatalf("queueFor(%q) is no writer's queue", key)
+			return -1
+		}
+		used := map[int]bool{}
+		for i := range 64 {
+			id := fmt.Sprint("conversation", i)
+			w := index(lockConversationKey(id, forUpdate))
+			if got := index(lockConversationKey(id, forShare)); got != w {
+				t.Fatalf("%s: writer %d for update, %d for share", id, w, got)
+			}
+			if got := index(lockConversationKey(id, forUpdate)); got != w {
+				t.Fatalf("%s: writer %d, then %d", id, w, got)
+			}
+			used[w] = true
+		}
+		if len(used) != want {
+			t.Errorf("64 conversations went to %d writers, want %d", len(used), want)
+		}
+		clear(used)
+		for range want {
+			used[index("")] = true
+		}
+		if len(used) != want {
+			t.Errorf("%d writes without a key went to %d writers, want %d", want, len(used), want)
+		}
+	})
 }
