@@ -423,10 +423,10 @@ func (c *Client) nextServer() {
 	c.mu.Unlock()
 }
 
-// isGoingAway reports whether the server closed with 1001 (restart or
-// drain): reconnect to another node if there is one.
+// isGoingAway reports whether the server closed with a code that sends the
+// client to another node if there is one (1001: restart or drain).
 func isGoingAway(err error) bool {
-	return closeStatus(err) == 1001
+	return wire.CloseThen(int(closeStatus(err))) == wire.ThenReconnectElsewhere
 }
 
 // runSession connects and serves one session until it ends. established

@@ -175,12 +175,13 @@ func (c *Client) dial(ctx context.Context, idx int, cr credentials) (*session, e
 }
 
 // closeError classifies an error that ended a connection by its close
-// code: 4001 asks for a refresh, 4003 for stopping.
+// code, as the contract's table says (wire.CloseCodes): 4001 asks for a
+// refresh, 4003 for stopping.
 func closeError(err error, token string) error {
-	switch websocket.CloseStatus(err) {
-	case 4001:
+	switch wire.CloseThen(int(websocket.CloseStatus(err))) {
+	case wire.ThenRefresh:
 		return &unauthorizedError{token: token, err: err}
-	case 4003:
+	case wire.ThenStop:
 		return &disabledError{err: err}
 	}
 	return err

@@ -22,9 +22,15 @@ import (
 	"github.com/parley-chat/parley/wire"
 )
 
-// Close codes of the contract that gorilla/websocket does not name.
+// The contract's close codes (wire.CloseCodes) as the socket library takes
+// them.
 const (
-	closeUnauthenticated = 4001
+	closeGoingAway       = int(wire.CloseGoingAway)
+	closeInvalidUTF8     = int(wire.CloseInvalidUTF8)
+	closeTooBig          = int(wire.CloseTooBig)
+	closeInternal        = int(wire.CloseInternal)
+	closeTryAgainLater   = int(wire.CloseTryAgainLater)
+	closeUnauthenticated = int(wire.CloseUnauthenticated)
 	// closeAbnormal is recorded (never sent) when the transport failed or
 	// the peer stopped answering.
 	closeAbnormal = websocket.CloseAbnormalClosure
@@ -130,7 +136,7 @@ func (c *conn) serve(claims *auth.Claims, token string) {
 	if c.g.isClosed() {
 		// Shutdown began after this upgrade was accepted and may have
 		// missed it while closing the others.
-		c.shut(websocket.CloseGoingAway, "server shutting down", true)
+		c.shut(closeGoingAway, "server shutting down", true)
 	}
 	go c.readLoop(claims, token)
 	c.writeLoop()
@@ -172,7 +178,7 @@ func (c *conn) enqueue(f *outFrame) bool {
 	case c.send <- f:
 		return true
 	default:
-		if c.shut(websocket.CloseTryAgainLater, "too slow", true) {
+		if c.shut(closeTryAgainLater, "too slow", true) {
 			c.g.m.SlowConsumers.Inc()
 			c.log.Info("slow consumer: send queue full", "user", c.userID)
 		}
@@ -233,7 +239,7 @@ func (c *conn) finish() {
 	<-c.quit // the writer only stops once shut was called
 	if c.closeFrame {
 		deadline := time.Now().Add(closeGrace)
-		if c.closeCode != websocket.CloseTryAgainLater {
+		if c.closeCode != closeTryAgainLater {
 			_ = c.ws.SetWriteDeadline(deadline)
 		flush:
 			for {
@@ -296,7 +302,7 @@ func (c *conn) readLoop(claims *auth.Claims, token string) {
 		}
 		if typ == websocket.TextMessage && !utf8.Valid(data) {
 			c.g.received(typeMalformed)
-			c.shut(websocket.CloseInvalidFramePayloadData, "invalid UTF-8", true)
+			c.shut(closeInvalidUTF8, "invalid UTF-8", true)
 			c.discard()
 			return
 		}
@@ -327,7 +333,7 @@ func (c *conn) readAuth() (claims *auth.Claims, token, id string, ok bool) {
 	}
 	if typ == websocket.TextMessage && !utf8.Valid(data) {
 		c.g.received(typeMalformed)
-		c.shut(websocket.CloseInvalidFramePayloadData, "invalid UTF-8", true)
+		c.shut(closeInvalidUTF8, "invalid UTF-8", true)
 		c.discard()
 		return nil, "", "", false
 	}
@@ -353,7 +359,7 @@ func (c *conn) readAuth() (claims *auth.Claims, token, id string, ok bool) {
 	if err != nil {
 		if parley.ErrorCode(err) != parley.CodeUnauthenticated {
 			c.log.Error("authenticate first frame", "err", err)
-			c.shut(websocket.CloseInternalServerErr, "internal error", true)
+			c.shut(closeInternal, "internal error", true)
 			c.discard()
 			return nil, "", "", false
 		}
@@ -377,7 +383,7 @@ func (c *conn) begin(claims auth.Claims, token, helloID string) bool {
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.log.Warn("cannot receive the user's events", "user", c.userID, "err", err)
-				c.shut(websocket.CloseTryAgainLater, "service unavailable", true)
+				c.shut(closeTryAgainLater, "service unavailable", true)
 			}
 			return false
 		}
@@ -391,7 +397,7 @@ func (c *conn) begin(claims auth.Claims, token, helloID string) bool {
 	})
 	if err != nil {
 		c.log.Error("encode hello", "err", err)
-		c.shut(websocket.CloseInternalServerErr, "internal error", true)
+		c.shut(closeInternal, "internal error", true)
 		return false
 	}
 	c.send <- &outFrame{data: hello} // the queue is empty: this never waits
@@ -431,7 +437,7 @@ func (c *conn) confirm(token string) bool {
 		c.shut(closeUnauthenticated, "session revoked", true)
 	default:
 		c.log.Error("confirm authentication", "err", err)
-		c.shut(websocket.CloseInternalServerErr, "internal error", true)
+		c.shut(closeInternal, "internal error", true)
 	}
 	return false
 }
@@ -450,7 +456,7 @@ func (c *conn) readFailed(err error) {
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
 		// gorilla has sent the 1009 close frame.
-		c.shut(websocket.CloseMessageTooBig, "message too big", true)
+		c.shut(closeTooBig, "message too big", true)
 		c.discard()
 	case errors.As(err, &ce) && ce.Code != closeAbnormal:
 		// The peer closed; gorilla answered with the same code.

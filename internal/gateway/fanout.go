@@ -85,7 +85,7 @@ func deliver(c *conn, f *outFrame, seq uint64) bool {
 		return false
 	}
 	if f == nil {
-		c.shut(websocket.CloseInternalServerErr, "event too large", true)
+		c.shut(closeInternal, "event too large", true)
 		return false
 	}
 	return c.enqueue(f)

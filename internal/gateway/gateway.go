@@ -347,7 +347,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, err := newConn(g, ws)
 	if err != nil {
 		g.log.Error("new connection", "err", err)
-		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseInternalServerErr, ""), time.Now().Add(closeGrace))
+		_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeInternal, ""), time.Now().Add(closeGrace))
 		_ = ws.Close()
 		return
 	}
@@ -384,7 +384,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	if first {
 		g.unsubscribe()
 	}
-	g.eachConn(func(c *conn) { c.shut(websocket.CloseGoingAway, "server shutting down", true) })
+	g.eachConn(func(c *conn) { c.shut(closeGoingAway, "server shutting down", true) })
 
 	done := make(chan struct{})
 	go func() {

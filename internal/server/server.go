@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/parley-chat/parley"
@@ -35,6 +34,7 @@ import (
 	"github.com/parley-chat/parley/internal/push"
 	"github.com/parley-chat/parley/internal/sqlstore"
 	"github.com/parley-chat/parley/web"
+	"github.com/parley-chat/parley/wire"
 )
 
 // Config is a node's configuration. Zero values take the defaults.
@@ -214,7 +214,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			// (to another node, or here once NATS is back) and sync.
 			OnDown: func() {
 				if g := gw.Load(); g != nil {
-					g.CloseAll(websocket.CloseTryAgainLater, "event bus unavailable")
+					g.CloseAll(int(wire.CloseTryAgainLater), "event bus unavailable")
 				}
 			},
 			Logger: log,
