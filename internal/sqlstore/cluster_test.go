@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -490,6 +491,174 @@ func TestRetriesExhausted(t *testing.T) {
 		t.Error("a failed write committed")
 	}
 	if evs := recs[0].take(); len(evs) != 0 {
+		t.Errorf("published %s", describe(evs))
+	}
+}
+
+// otherNode is a transaction of its own on db's database, standing for
+// another node's write: it holds the conversation's lock while the test
+// makes db's writes wait for it.
+type otherNode struct {
+	t  *testing.T
+	db *DB
+	tx *sql.Tx
+}
+
+func beginOtherNode(t *testing.T, db *DB, conversationID string) *otherNode {
+	t.Helper()
+	tx, err := db.readers.BeginTx(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback() })
+	o := &otherNode{t, db, tx}
+	o.exec(`SELECT id FROM conversations WHERE id = ? FOR UPDATE`, conversationID)
+	return o
+}
+
+func (o *otherNode) exec(query string, args ...any) {
+	o.t.Helper()
+	if _, err := o.tx.Exec(o.db.d.rebind(query), args...); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+// waitForLockWaits waits until n statements of the test's database wait
+// for a lock.
+func waitForLockWaits(t *testing.T, db *DB, n int) {
+	t.Helper()
+	waitFor(t, "a write to wait for the lock", func() bool {
+		var waiting int
+		err := rawQueryRow(db, `SELECT COUNT(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting)
+		return err == nil && waiting >= n
+	})
+}
+
+// TestClusterWritesAfterWaitingForTheLock makes a send and a read receipt
+// wait for the conversation's lock while another node sends a message and
+// adds a member: once it commits, they see both, although their statements
+// started before (see withLockFresh).
+func TestClusterWritesAfterWaitingForTheLock(t *testing.T) {
+	ctx := context.Background()
+	dbs, recs := openNodes(t, 2, Options{})
+	db, rec := dbs[0], recs[0]
+	alice, bob, carol := newUser(t, db, "alice"), newUser(t, db, "bob"), newUser(t, db, "carol")
+	g := newGroup(t, db, alice.ID, bob.ID)
+	send(t, db, g.ID, alice.ID, "one")
+	rec.take()
+
+	// The other node sends message 2 from alice and adds carol, who has
+	// read nothing of it.
+	other := beginOtherNode(t, db, g.ID)
+	now := nowMillis()
+	other.exec(`INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at)
+		VALUES (?, ?, 2, ?, 'other', 'text', 'two', ?)`, mustID(t), g.ID, alice.ID, now)
+	other.exec(`UPDATE conversations SET last_seq = 2, updated_at = ? WHERE id = ?`, now, g.ID)
+	other.exec(`UPDATE members SET unread_count = unread_count + 1 WHERE conversation_id = ? AND user_id <> ?`, g.ID, alice.ID)
+	other.exec(`INSERT INTO members (conversation_id, user_id, role, joined_at, unread_count) VALUES (?, ?, 'member', ?, 0)`,
+		g.ID, carol.ID, now)
+
+	type sent struct {
+		m       parley.Message
+		created bool
+		err     error
+	}
+	sends := make(chan sent, 1)
+	go func() {
+		m, created, err := db.SendMessage(ctx, parley.NewMessage{ConversationID: g.ID, SenderID: alice.ID,
+			ClientMessageID: "waited", Kind: parley.KindText, Text: "three"})
+		sends <- sent{m, created, err}
+	}()
+	receipts := make(chan error, 1)
+	go func() {
+		// Bob read message 1, as he saw it before the other node's
+		// commit: message 2 stays unread. Through another node, so that
+		// both writes wait (one node's would be one batch).
+		_, err := dbs[1].MarkReceipt(ctx, g.ID, bob.ID, parley.Read, 1)
+		receipts <- err
+	}()
+	waitForLockWaits(t, db, 2)
+	if err := other.tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s := <-sends
+	if s.err != nil || !s.created || s.m.Seq != 3 {
+		t.Fatalf("send: seq %d created %v err %v; want seq 3, created", s.m.Seq, s.created, s.err)
+	}
+	if err := <-receipts; err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range append(rec.take(), recs[1].take()...) {
+		if ev.Type == parley.EventMessageNew && !slices.Contains(ev.Recipients, carol.ID) {
+			t.Errorf("message.new to %v, without carol", ev.Recipients)
+		}
+		if ev.Type == parley.EventReceipt && !slices.Contains(ev.Recipients, carol.ID) {
+			t.Errorf("receipt to %v, without carol", ev.Recipients)
+		}
+	}
+	for _, u := range []struct {
+		id     string
+		unread int64
+	}{{carol.ID, 1}, {bob.ID, 2}} {
+		c, err := db.Conversation(ctx, g.ID, u.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.UnreadCount != u.unread {
+			t.Errorf("%s: unread %d, want %d", u.id, c.UnreadCount, u.unread)
+		}
+	}
+}
+
+// TestClusterSendRacesAnUncommittedOriginal sends a message whose original
+// another node has inserted but not committed: the send waits for it, and
+// once it commits, answers the original, taking no seq.
+func TestClusterSendRacesAnUncommittedOriginal(t *testing.T) {
+	ctx := context.Background()
+	dbs, recs := openNodes(t, 1, Options{})
+	db, rec := dbs[0], recs[0]
+	alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+	d := newDirect(t, db, alice.ID, bob.ID)
+	rec.take()
+
+	// Another node's transaction that inserted the message (at seq 7, to
+	// tell it apart) and has not committed yet: it locks no conversation
+	// row for update, so the send's statement runs and meets it in the
+	// unique index.
+	tx, err := db.readers.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	origID := mustID(t)
+	if _, err := tx.Exec(db.d.rebind(`INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at)
+		VALUES (?, ?, 7, ?, 'same', 'text', 'original', ?)`), origID, d.ID, alice.ID, nowMillis()); err != nil {
+		t.Fatal(err)
+	}
+	type sent struct {
+		m       parley.Message
+		created bool
+		err     error
+	}
+	sends := make(chan sent, 1)
+	go func() {
+		m, created, err := db.SendMessage(ctx, parley.NewMessage{ConversationID: d.ID, SenderID: alice.ID,
+			ClientMessageID: "same", Kind: parley.KindText, Text: "again"})
+		sends <- sent{m, created, err}
+	}()
+	waitForLockWaits(t, db, 1)
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	s := <-sends
+	if s.err != nil || s.created || s.m.ID != origID || s.m.Text != "original" {
+		t.Fatalf("send: %+v created %v err %v; want the original, not created", s.m, s.created, s.err)
+	}
+	if c, err := db.Conversation(ctx, d.ID, bob.ID); err != nil || c.LastSeq != 0 {
+		t.Fatalf("last_seq %d (err %v), want 0: a seq was taken", c.LastSeq, err)
+	}
+	if evs := rec.take(); len(evs) != 0 {
 		t.Errorf("published %s", describe(evs))
 	}
 }

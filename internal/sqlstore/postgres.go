@@ -232,8 +232,16 @@ func isUnreachable(err error) bool {
 }
 
 // isRetryable reports whether err is PostgreSQL's deadlock or
-// serialization failure: the transaction lost a race and may run again.
+// serialization failure, or errRaced: the transaction lost a race and may
+// run again.
 func isRetryable(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+	return errors.Is(err, errRaced) ||
+		errors.As(err, &pgErr) && (pgErr.Code == "40P01" || pgErr.Code == "40001")
+}
+
+// isUniqueViolation reports whether err is PostgreSQL's unique_violation.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }

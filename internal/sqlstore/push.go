@@ -18,7 +18,7 @@ import (
 
 // qQueuePush queues the pushes of a new message: ?1 message id, ?2 now (ms),
 // ?3 conversation, ?4 sender; %[1]s is the list of platforms (see
-// queuePushQuery). Recipients are the other members who have a device of
+// pushPlatformList). Recipients are the other members who have a device of
 // those platforms and have not muted the conversation. Each gets the badge
 // computed once (the MATERIALIZED CTE): the unread counts of all their
 // memberships less those of their muted ones (usually none, so one index
@@ -41,6 +41,34 @@ const qQueuePush = `WITH recipients AS MATERIALIZED (
 	SELECT ?1, d.token, rc.user_id, rc.badge, CAST(?2 AS BIGINT), CAST(?2 AS BIGINT)
 	FROM recipients rc JOIN device_tokens d ON d.user_id = rc.user_id
 	WHERE d.platform IN (%[1]s)`
+
+// qSendPush is qQueuePush as CTEs of qSendInOne (PostgreSQL), whose
+// parameters it uses (?1 conversation, ?2 sender, ?4 message id, ?7 now);
+// %[1]s is the list of platforms. The recipients are the rows of unread,
+// the member rows that the send has just updated, whose unread counts are
+// therefore current and include the message; the other memberships' counts
+// are summed as qQueuePush does. Nothing is queued unless unread updated
+// rows, that is unless the message was inserted.
+const qSendPush = `,
+	recipients AS MATERIALIZED (
+		SELECT r.user_id, r.unread_count
+			+ (SELECT COALESCE(SUM(me.unread_count), 0) FROM members me
+				WHERE me.user_id = r.user_id AND me.conversation_id <> ?1)
+			- (SELECT COALESCE(SUM(me.unread_count), 0) FROM mutes mu
+				JOIN members me ON me.conversation_id = mu.conversation_id AND me.user_id = mu.user_id
+				WHERE mu.user_id = r.user_id AND mu.conversation_id <> ?1
+				AND (mu.until IS NULL OR mu.until > ?7)) AS badge
+		FROM unread r
+		WHERE EXISTS (SELECT 1 FROM device_tokens d
+			WHERE d.user_id = r.user_id AND d.platform IN (%[1]s))
+		AND NOT EXISTS (SELECT 1 FROM mutes mu
+			WHERE mu.user_id = r.user_id AND mu.conversation_id = ?1
+			AND (mu.until IS NULL OR mu.until > ?7))),
+	pushed AS (
+		INSERT INTO push_jobs (message_id, token, user_id, badge, due_at, queued_at)
+		SELECT CAST(?4 AS TEXT), d.token, rc.user_id, rc.badge, ?7, ?7
+		FROM recipients rc JOIN device_tokens d ON d.user_id = rc.user_id
+		WHERE d.platform IN (%[1]s))`
 
 // queuePush queues the pushes of the message just inserted, inside its
 // transaction; the unread counts must already include it. Without push
@@ -214,19 +242,16 @@ func int64List(ids []int64) string {
 	return string(append(b, ']'))
 }
 
-// queuePushQuery returns qQueuePush for the given platforms, named in the
-// statement as constants (a fixed list costs nothing per message, where a
-// bound one is expanded each time), or "" for none.
-func queuePushQuery(platforms []parley.Platform) (string, error) {
+// pushPlatformList returns the platforms for qQueuePush and qSendPush,
+// named in the statements as constants (a fixed list costs nothing per
+// message, where a bound one is expanded each time), or "" for none.
+func pushPlatformList(platforms []parley.Platform) (string, error) {
 	var names []string
 	for _, p := range platforms {
 		if p != parley.PlatformIOS && p != parley.PlatformWeb {
-			return "", fmt.Errorf("open sqlite: unknown push platform %q", p)
+			return "", fmt.Errorf("unknown push platform %q", p)
 		}
 		names = append(names, "'"+string(p)+"'")
 	}
-	if len(names) == 0 {
-		return "", nil
-	}
-	return fmt.Sprintf(qQueuePush, strings.Join(names, ", ")), nil
+	return strings.Join(names, ", "), nil
 }

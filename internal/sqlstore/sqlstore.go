@@ -24,7 +24,10 @@
 // ON CONFLICT, conditional UPDATEs). A write that loses a deadlock runs
 // again, alone, a few times. seq stays gap-free and a client_message_id is
 // stored once across nodes because sending locks the conversation row
-// before it looks for the original and takes the next seq.
+// before it looks for the original and takes the next seq. Sends and
+// receipts, the writes of every message, do so in one statement and one
+// round trip each on PostgreSQL, which checks that what it read is as new
+// as the row it locked (withLockFresh).
 //
 // The events of committed writes are published to the Publisher after the
 // commit, in commit order (turnstile), so that message.new for a
@@ -151,6 +154,8 @@ type DB struct {
 	timeout time.Duration
 	// qQueuePush is qQueuePush for Options.PushPlatforms, or "" for none.
 	qQueuePush string
+	// qSend is qSendInOne for Options.PushPlatforms (PostgreSQL).
+	qSend string
 
 	// bg is the context events are published with: the DB's lifetime, not
 	// any caller's, since a write once taken completes and publishes
@@ -210,10 +215,14 @@ func newDB(d *dialect, pub parley.Publisher, opts Options) (*DB, error) {
 	if db.timeout <= 0 {
 		db.timeout = defaultTimeout
 	}
-	var err error
-	if db.qQueuePush, err = queuePushQuery(opts.PushPlatforms); err != nil {
+	platforms, err := pushPlatformList(opts.PushPlatforms)
+	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", d.name(), err)
 	}
+	if platforms != "" {
+		db.qQueuePush = fmt.Sprintf(qQueuePush, platforms)
+	}
+	db.qSend = sendQuery(platforms)
 	return db, nil
 }
 
