@@ -257,11 +257,12 @@ func (wr *writer) attempt(live []*request) (retry []*request) {
 		defer cancel()
 		w.ctx = ctx
 	}
-	err := wr.begin()
+	err := wr.begin(len(live) > 1)
+	commit := false
 	if err == nil {
-		err = wr.applyAll(live)
+		commit, err = wr.applyAll(live)
 	}
-	if err == nil {
+	if err == nil && commit {
 		// The ticket is taken before COMMIT: see turnstile.
 		var ticket uint64
 		ordered := len(w.events) > 0
@@ -295,7 +296,9 @@ func (wr *writer) attempt(live []*request) (retry []*request) {
 		}
 		return nil
 	}
-	db.observeSince("commit", start)
+	if commit {
+		db.observeSince("commit", start)
+	}
 	for _, req := range live {
 		if req.retry {
 			retry = append(retry, req)
@@ -327,26 +330,38 @@ func (wr *writer) connect() error {
 	return nil
 }
 
-// begin starts the batch's transaction. On PostgreSQL a connection that
-// broke while idle (the server restarted, the network dropped it) is found
-// out here, before anything was sent: the writer takes a fresh one and
-// begins again, rather than fail a batch for a connection it no longer
-// needed.
-func (wr *writer) begin() error {
+// begin starts the batch's transaction, and with savepoint also sets the
+// savepoint of its first request (see applyAll), in the same round trip on
+// PostgreSQL. There a connection that broke while idle (the server
+// restarted, the network dropped it) is found out here, before anything was
+// sent: the writer takes a fresh one and begins again, rather than fail a
+// batch for a connection it no longer needed.
+func (wr *writer) begin(savepoint bool) error {
 	err := wr.connect()
 	if err != nil {
 		return err
 	}
-	_, err = wr.w.exec(wr.db.d.beginWrite())
-	if err != nil && wr.db.d.postgres && errors.Is(err, driver.ErrBadConn) {
+	d := wr.db.d
+	query := d.beginWrite()
+	if savepoint && d.postgres {
+		query += `; SAVEPOINT request` // statements without arguments: one round trip
+	}
+	_, err = wr.w.exec(query)
+	if err != nil && d.postgres && errors.Is(err, driver.ErrBadConn) {
 		wr.drop()
 		if err = wr.connect(); err != nil {
 			return err
 		}
-		_, err = wr.w.exec(wr.db.d.beginWrite())
+		_, err = wr.w.exec(query)
 	}
 	if err != nil {
 		return fmt.Errorf("begin write: %w", err)
+	}
+	if savepoint && !d.postgres {
+		if _, err := wr.w.exec(`SAVEPOINT request`); err != nil {
+			wr.w.exec(`ROLLBACK`)
+			return fmt.Errorf("savepoint: %w", err)
+		}
 	}
 	return nil
 }
@@ -365,51 +380,96 @@ func (wr *writer) drop() {
 	wr.conn, wr.w.q = nil, nil
 }
 
-// applyAll runs every request in its own savepoint of the transaction
-// begun, then writes the events to the outbox if there is one. It returns
-// an error only when the transaction as a whole failed, and then has
-// rolled it back; each request's own error is in req.err.
-func (wr *writer) applyAll(live []*request) (err error) {
+// applyAll runs the requests in the transaction begun, then writes the
+// events to the outbox if there is one, and reports whether there is
+// anything to commit. A request alone runs without a savepoint: if it
+// fails, the whole transaction is rolled back and there is nothing to
+// commit. Of several, each runs in a savepoint of its own (the first set by
+// begin), so that a failing one rolls back alone; the savepoint of a
+// request that succeeded is released along with setting the next one (one
+// round trip on PostgreSQL), and the last one is left for COMMIT to
+// release. applyAll returns an error only when the transaction as a whole
+// failed, and then has rolled it back; each request's own error is in
+// req.err.
+func (wr *writer) applyAll(live []*request) (commit bool, err error) {
 	db, w := wr.db, &wr.w
 	defer func() {
 		if err != nil {
 			w.exec(`ROLLBACK`)
 		}
 	}()
-	for _, req := range live {
+	if len(live) == 1 {
+		req := live[0]
+		req.err, req.retry = nil, false
+		w.now = parley.Now()
+		if req.err = req.apply(w); req.err != nil {
+			w.events = w.events[:0]
+			if _, err := w.exec(`ROLLBACK`); err != nil {
+				return false, fmt.Errorf("rollback: %w (after %w)", err, req.err)
+			}
+			wr.failed(req)
+			return false, nil
+		}
+		return true, wr.insertOutbox()
+	}
+	// set is whether the savepoint "request" is set, with nothing done
+	// since: begin set the first.
+	set := true
+	for i, req := range live {
 		req.err, req.retry = nil, false
 		mark := len(w.events)
 		w.now = parley.Now()
-		if _, err := w.exec(`SAVEPOINT request`); err != nil {
-			return fmt.Errorf("savepoint: %w", err)
+		if !set {
+			if _, err := w.exec(`SAVEPOINT request`); err != nil {
+				return false, fmt.Errorf("savepoint: %w", err)
+			}
 		}
+		set = false
 		req.err = req.apply(w)
 		if req.err == nil {
-			if _, err := w.exec(`RELEASE request`); err != nil {
-				return fmt.Errorf("release savepoint: %w", err)
+			switch {
+			case i == len(live)-1:
+			case db.d.postgres:
+				if _, err := w.exec(`RELEASE request; SAVEPOINT request`); err != nil {
+					return false, fmt.Errorf("release savepoint: %w", err)
+				}
+				set = true
+			default:
+				if _, err := w.exec(`RELEASE request`); err != nil {
+					return false, fmt.Errorf("release savepoint: %w", err)
+				}
 			}
 			continue
 		}
 		w.events = w.events[:mark]
+		// The savepoint stays set after ROLLBACK TO, for the next request.
 		if _, err := w.exec(`ROLLBACK TO request`); err != nil {
-			return fmt.Errorf("rollback to savepoint: %w (after %w)", err, req.err)
+			return false, fmt.Errorf("rollback to savepoint: %w (after %w)", err, req.err)
 		}
-		if _, err := w.exec(`RELEASE request`); err != nil {
-			return fmt.Errorf("release savepoint: %w", err)
-		}
-		switch {
-		case db.d.postgres && isRetryable(req.err):
-			req.retry = true
-		case !isClientError(req.err):
-			db.log.Error("sqlstore: write failed", "err", req.err)
-		}
+		set = true
+		wr.failed(req)
 	}
-	if db.outbox != nil && len(w.events) > 0 {
-		if err := db.outbox.insert(w); err != nil {
-			return err
-		}
+	return true, wr.insertOutbox()
+}
+
+// failed marks a request whose apply failed to run again if it lost a race
+// (PostgreSQL), and logs its error unless it is the client's.
+func (wr *writer) failed(req *request) {
+	switch {
+	case wr.db.d.postgres && isRetryable(req.err):
+		req.retry = true
+	case !isClientError(req.err):
+		wr.db.log.Error("sqlstore: write failed", "err", req.err)
 	}
-	return nil
+}
+
+// insertOutbox writes the events of the transaction to the outbox, if the
+// DB has one.
+func (wr *writer) insertOutbox() error {
+	if wr.db.outbox == nil || len(wr.w.events) == 0 {
+		return nil
+	}
+	return wr.db.outbox.insert(&wr.w)
 }
 
 // publishEvents publishes the events of the committed transaction, in
