@@ -13,8 +13,11 @@ import (
 
 // The push outbox. SendMessage queues one job per device of each recipient
 // in its own transaction (queuePush); the push worker claims due jobs with a
-// lease, and finishes, reschedules or drops them. All of it runs on the
-// writer, so a claim never races a send or another claim.
+// lease, and finishes, reschedules or drops them. All the writes run on the
+// writers: on SQLite the one writer serializes them, on PostgreSQL a claim
+// locks the jobs it takes and skips those another claim holds, so that no
+// job is claimed twice. Whether any job is due is read first, on the read
+// pool.
 
 // qQueuePush queues the pushes of a new message: ?1 message id, ?2 now (ms),
 // ?3 conversation, ?4 sender; %[1]s is the list of platforms (see
@@ -104,6 +107,9 @@ const qDuePush = `SELECT j.id, j.badge, j.attempts, j.queued_at,
 	ORDER BY j.due_at, j.id
 	LIMIT ?2`
 
+// qNextPush is when the earliest job is due, NULL if there is none.
+const qNextPush = `SELECT MIN(due_at) FROM push_jobs`
+
 // ClaimPushJobs takes up to limit jobs due at now and leases them: none of
 // them is due again before now+lease, so that a worker that dies while
 // sending sends them again after the lease (at least once). Jobs that have
@@ -111,12 +117,35 @@ const qDuePush = `SELECT j.id, j.badge, j.attempts, j.queued_at,
 // conversation) are deleted instead of returned. next is when the earliest
 // job left in the queue is due (a lease's end included), or the zero time
 // if the queue is empty; next not after now means more are due already.
+// When no job is due it only reads, on the read pool: it writes, through a
+// writer, only to claim.
 func (db *DB) ClaimPushJobs(ctx context.Context, now time.Time, lease time.Duration, limit int) (jobs []parley.PushJob, next time.Time, err error) {
 	if limit <= 0 {
 		return nil, time.Time{}, parley.Errorf(parley.CodeInvalidArgument, "limit must be positive")
 	}
+	defer db.observeSince("claim_push_jobs", time.Now())
 	nowMS := now.UnixMilli()
-	err = db.write(ctx, "claim_push_jobs", lockKey("p", ""), func(w *writeTx) error {
+	// The push worker asks after every message, most of which queue no job
+	// (no recipient has a device): that answer must not cost a write.
+	if err := db.health.check(); err != nil {
+		return nil, time.Time{}, err
+	}
+	var due sql.NullInt64
+	err = db.readChecked(ctx, false, func(s *session) error {
+		if err := s.queryRow(qNextPush).Scan(&due); err != nil {
+			return fmt.Errorf("claim push jobs: next: %w", err)
+		}
+		return nil
+	})
+	switch {
+	case err != nil:
+		return nil, time.Time{}, err
+	case !due.Valid:
+		return nil, time.Time{}, nil
+	case due.Int64 > nowMS:
+		return nil, time.UnixMilli(due.Int64), nil
+	}
+	err = db.writeUnobserved(ctx, lockKey("p", ""), func(w *writeTx) error {
 		jobs, next = jobs[:0], time.Time{}
 		var obsolete []int64
 		// On PostgreSQL the due jobs are locked, and those that another
@@ -180,7 +209,7 @@ func (db *DB) ClaimPushJobs(ctx context.Context, now time.Time, lease time.Durat
 			}
 		}
 		var due sql.NullInt64
-		if err := w.queryRow(`SELECT MIN(due_at) FROM push_jobs`).Scan(&due); err != nil {
+		if err := w.queryRow(qNextPush).Scan(&due); err != nil {
 			return fmt.Errorf("claim push jobs: next: %w", err)
 		}
 		next = time.Time{}

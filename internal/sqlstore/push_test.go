@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -461,4 +462,59 @@ func TestOpenUnknownPushPlatform(t *testing.T) {
 	if err == nil {
 		t.Fatal("Open with push platform android: no error")
 	}
+}
+
+// TestClaimNothingDueReads checks that a claim that finds nothing due only
+// reads: no writer commits anything for it.
+func TestClaimNothingDueReads(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		var commits atomic.Int64
+		db := newLocation(t, engine).mustOpen(t, nil, Options{
+			PushPlatforms: []parley.Platform{parley.PlatformIOS},
+			ObserveLatency: func(op string, _ time.Duration) {
+				if op == "commit" {
+					commits.Add(1)
+				}
+			},
+		})
+		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
+		d := newDirect(t, db, alice.ID, bob.ID)
+		now := time.Now()
+
+		before := commits.Load()
+		jobs, next, err := db.ClaimPushJobs(ctx, now, time.Minute, 10)
+		if err != nil || len(jobs) != 0 || !next.IsZero() {
+			t.Fatalf("empty queue: %d jobs, next %v, err %v", len(jobs), next, err)
+		}
+		send(t, db, d.ID, alice.ID, "nobody has a device") // queues nothing
+		before++
+		if jobs, next, err = db.ClaimPushJobs(ctx, now, time.Minute, 10); err != nil || len(jobs) != 0 || !next.IsZero() {
+			t.Fatalf("no device: %d jobs, next %v, err %v", len(jobs), next, err)
+		}
+		if got := commits.Load(); got != before {
+			t.Fatalf("%d commits for claims that found nothing", got-before)
+		}
+
+		// A job due later is only read; once due, it is claimed.
+		putToken(t, db, bob.ID, parley.PlatformIOS, "tok")
+		send(t, db, d.ID, alice.ID, "hi")
+		now = time.Now()
+		jobs, _, err = db.ClaimPushJobs(ctx, now, time.Minute, 10)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("due: %d jobs, err %v", len(jobs), err)
+		}
+		before = commits.Load()
+		jobs, next, err = db.ClaimPushJobs(ctx, now, time.Minute, 10)
+		if err != nil || len(jobs) != 0 || next.UnixMilli() != now.Add(time.Minute).UnixMilli() {
+			t.Fatalf("leased: %d jobs, next %v (want the lease's end %v), err %v", len(jobs), next, now.Add(time.Minute), err)
+		}
+		if got := commits.Load(); got != before {
+			t.Fatalf("%d commits for a claim that found nothing due", got-before)
+		}
+		jobs, _, err = db.ClaimPushJobs(ctx, now.Add(2*time.Minute), time.Minute, 10)
+		if err != nil || len(jobs) != 1 {
+			t.Fatalf("lease over: %d jobs, err %v", len(jobs), err)
+		}
+	})
 }

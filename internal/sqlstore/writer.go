@@ -125,6 +125,12 @@ func (db *DB) queueFor(key string) chan<- *request {
 // batch is short) so that its answer is always the truth.
 func (db *DB) write(ctx context.Context, op, key string, apply func(w *writeTx) error) error {
 	defer db.observeSince(op, time.Now())
+	return db.writeUnobserved(ctx, key, apply)
+}
+
+// writeUnobserved is write for an operation that observes its latency
+// itself.
+func (db *DB) writeUnobserved(ctx context.Context, key string, apply func(w *writeTx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
