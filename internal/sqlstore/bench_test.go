@@ -83,9 +83,9 @@ func benchmarkSend(b *testing.B, engine string, withPush bool) {
 // with a device: each send looks for recipients' devices and finds none),
 // with the latency of each send: into 3 conversations (three groups, as
 // `parley bench --users 30 --group-size 10` makes) and into one hot
-// conversation that every sender shares. On PostgreSQL the three cluster
-// cases open three DBs on one schema, as three nodes with four writers
-// each, and spread the senders over them.
+// conversation that every sender shares. On PostgreSQL the cluster cases
+// open three DBs on one schema, as three nodes with four writers and an
+// outbox each, and spread the senders over them.
 func BenchmarkSendMessageConversations(b *testing.B) {
 	cases := []struct {
 		name         string
@@ -101,15 +101,37 @@ func BenchmarkSendMessageConversations(b *testing.B) {
 			if c.nodes > 1 && engine != "postgres" {
 				continue
 			}
-			b.Run(engine+"/"+c.name, func(b *testing.B) { benchmarkConversations(b, engine, c.nodes, c.convs) })
+			b.Run(engine+"/"+c.name, func(b *testing.B) { benchmarkConversations(b, engine, c.nodes, c.convs, 0) })
 		}
 	}
 }
 
-func benchmarkConversations(b *testing.B, engine string, nodes, convs int) {
+// BenchmarkSendMessageAtRate sends as BenchmarkSendMessageConversations
+// does into 3 conversations, but at 100 messages a second (each send in a
+// goroutine of its own, as from a client of its own) instead of as fast as
+// possible: the latencies of a light load, from the DBs' first send, as
+// `parley bench --users 30 --group-size 10 --rate 100` makes. Its ns/op is
+// the rate's interval; -benchtime 1000x sends 10 s.
+func BenchmarkSendMessageAtRate(b *testing.B) {
+	for _, engine := range engines {
+		nodes := 1
+		if engine == "postgres" {
+			nodes = 3
+		}
+		b.Run(fmt.Sprintf("%s/nodes=%d/convs=3/rate=100", engine, nodes), func(b *testing.B) {
+			benchmarkConversations(b, engine, nodes, 3, 100)
+		})
+	}
+}
+
+// benchmarkConversations sends b.N messages through nodes DBs on one
+// database into convs groups of 10, as fast as 32 clients can, or at rate
+// messages a second if rate is positive.
+func benchmarkConversations(b *testing.B, engine string, nodes, convs int, rate float64) {
 	ctx := context.Background()
 	loc := newLocation(b, engine)
-	opts := Options{PushPlatforms: []parley.Platform{parley.PlatformWeb}}
+	// Several nodes keep an outbox, as a cluster's nodes do.
+	opts := Options{PushPlatforms: []parley.Platform{parley.PlatformWeb}, Outbox: nodes > 1}
 	var dbs []*DB
 	for range nodes {
 		db, err := loc.open(ctx, discard{}, opts)
@@ -131,34 +153,58 @@ func benchmarkConversations(b *testing.B, engine string, nodes, convs int) {
 		convIDs[c] = newGroup(b, dbs[0], members[c][0], members[c][1:]...).ID
 	}
 
-	var next atomic.Int64
+	// send sends message n and returns how long it took.
+	send := func(n int64) (time.Duration, error) {
+		c, i := int(n)%convs, int(n/int64(convs))%groupSize
+		start := time.Now()
+		_, _, err := dbs[i%nodes].SendMessage(ctx, parley.NewMessage{
+			ConversationID:  convIDs[c],
+			SenderID:        members[c][i],
+			ClientMessageID: fmt.Sprint(n),
+			Kind:            parley.KindText,
+			Text:            "a benchmark message of a typical length, about eighty bytes long.",
+		})
+		return time.Since(start), err
+	}
 	var mu sync.Mutex // guards latencies
 	var latencies []time.Duration
-	b.SetParallelism(16) // many clients per CPU, as a chat server has
 	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var mine []time.Duration
-		for pb.Next() {
-			n := next.Add(1)
-			c, i := int(n)%convs, int(n/int64(convs))%groupSize
-			start := time.Now()
-			_, _, err := dbs[i%nodes].SendMessage(ctx, parley.NewMessage{
-				ConversationID:  convIDs[c],
-				SenderID:        members[c][i],
-				ClientMessageID: fmt.Sprint(n),
-				Kind:            parley.KindText,
-				Text:            "a benchmark message of a typical length, about eighty bytes long.",
+	if rate > 0 {
+		tick := time.NewTicker(time.Duration(float64(time.Second) / rate))
+		defer tick.Stop()
+		var wg sync.WaitGroup
+		for n := range int64(b.N) {
+			<-tick.C
+			wg.Go(func() {
+				d, err := send(n)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mu.Lock()
+				latencies = append(latencies, d)
+				mu.Unlock()
 			})
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			mine = append(mine, time.Since(start))
 		}
-		mu.Lock()
-		latencies = append(latencies, mine...)
-		mu.Unlock()
-	})
+		wg.Wait()
+	} else {
+		var next atomic.Int64
+		b.SetParallelism(16) // many clients per CPU, as a chat server has
+		b.RunParallel(func(pb *testing.PB) {
+			var mine []time.Duration
+			for pb.Next() {
+				d, err := send(next.Add(1))
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				mine = append(mine, d)
+			}
+			mu.Lock()
+			latencies = append(latencies, mine...)
+			mu.Unlock()
+		})
+	}
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	if len(latencies) > 0 {
