@@ -75,20 +75,78 @@ func OpenPostgres(ctx context.Context, url string, pub parley.Publisher, opts Op
 	}
 
 	db.health = &health{wake: make(chan struct{}, 1)}
-	db.background.Add(1)
-	go db.pinger()
 	if opts.Outbox && pub != nil {
 		db.outbox = newOutbox(db, opts)
-		db.background.Add(1)
-		go db.outbox.run()
 	}
 	ws := make([]*writer, writers)
 	for i := range ws {
 		ws[i] = &writer{db: db}
 		ws[i].w.session = session{d: db.d}
 	}
+	defer func() {
+		if err != nil {
+			for _, wr := range ws {
+				wr.drop()
+			}
+		}
+	}()
+	warmCtx, cancel := context.WithTimeout(ctx, db.timeout)
+	defer cancel()
+	for _, wr := range ws {
+		if err := wr.warm(warmCtx); err != nil {
+			return nil, fmt.Errorf("open postgres: %w", err)
+		}
+	}
+
+	db.background.Add(1)
+	go db.pinger()
+	if db.outbox != nil {
+		db.background.Add(1)
+		go db.outbox.run()
+	}
 	db.start(ws...)
 	return db, nil
+}
+
+// warm connects the writer and runs the statements of every message once,
+// with ids that match nothing, so that neither the first sends nor the
+// first receipts of a node wait for a connection, for the server process
+// of the connection to start and load what it needs of the catalog, or for
+// their statements to be parsed and planned, all while holding a
+// conversation's lock. It also checks that those statements work.
+func (wr *writer) warm(ctx context.Context) error {
+	wr.w.ctx = ctx
+	defer func() { wr.w.ctx = nil }()
+	if err := wr.connect(); err != nil {
+		return err
+	}
+	none := ""
+	var stale bool
+	var list sql.NullString
+	var seq sql.NullInt64
+	var original nullMessage
+	if err := wr.w.queryRow(wr.db.qSend, none, none, none, none, string(parley.KindText), none, 0).
+		Scan(append([]any{&stale, &list, &seq}, original.dest()...)...); err != nil {
+		return fmt.Errorf("warm send: %w", err)
+	}
+	for _, q := range []string{qDelivered, qRead} {
+		var member bool
+		var to sql.NullInt64
+		if err := wr.w.queryRow(q, none, none, 0).Scan(&stale, &member, &to, &list); err != nil {
+			return fmt.Errorf("warm receipt: %w", err)
+		}
+	}
+	if wr.db.outbox != nil {
+		rows, err := wr.w.query(qOutboxInsert, []string{})
+		if err != nil {
+			return fmt.Errorf("warm outbox: %w", err)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("warm outbox: %w", err)
+		}
+	}
+	return nil
 }
 
 // health tracks whether PostgreSQL answers. A nil *health (SQLite) is
