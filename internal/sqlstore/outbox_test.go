@@ -150,7 +150,10 @@ func TestOutbox(t *testing.T) {
 		alice, bob := newUser(t, b, "alice"), newUser(t, b, "bob")
 		d := newDirect(t, b, alice.ID, bob.ID)
 		for i := range 5 {
-			send(t, b, d.ID, []string{alice.ID, bob.ID}[i%2], fmt.Sprint(i))
+			// Texts that a literal must quote right (the events go into
+			// the outbox as one).
+			send(t, b, d.ID, []string{alice.ID, bob.ID}[i%2],
+				fmt.Sprintf(`%d: it's "quoted", a \ back\\slash, {braces,}, $1 ? -- ünï 😀 '' ;`, i))
 		}
 		if _, err := b.MarkReceipt(ctx, d.ID, bob.ID, parley.Read, 3); err != nil {
 			t.Fatal(err)
