@@ -9,10 +9,11 @@
 // # Writes
 //
 // All writes go through writer goroutines that commit them in groups: what
-// is queued (up to Options.MaxBatch) runs in one transaction, each write
-// inside its own savepoint so that a failing one rolls back alone (a write
-// alone needs none), and one commit (one fsync) makes the whole group
-// durable. SQLite has exactly one
+// is queued (up to Options.MaxBatch) runs in one transaction, and one
+// commit (one fsync) makes the whole group durable. A write that fails
+// rolls back alone: the writes of a group run one after the other, and if
+// one fails, the group runs again with each write inside its own savepoint
+// (as the writer's next groups do, until one in which nothing failed). SQLite has exactly one
 // writer, on the only writing connection, in BEGIN IMMEDIATE transactions:
 // it serializes every write. PostgreSQL has Options.Writers of them, each
 // with its own connection and its own queue, at READ COMMITTED, alongside

@@ -174,6 +174,10 @@ type writer struct {
 	// failure may have broken it.
 	conn *sql.Conn
 	w    writeTx
+	// careful makes the writer's batches of several requests run each in
+	// a savepoint (see applyAll): from a batch in which one failed until a
+	// batch in which none did.
+	careful bool
 }
 
 // run is the writer goroutine. It returns when its queue is closed and
@@ -263,10 +267,19 @@ func (wr *writer) attempt(live []*request) (retry []*request) {
 		defer cancel()
 		w.ctx = ctx
 	}
-	err := wr.begin(len(live) > 1)
-	commit := false
+	savepoints := len(live) > 1 && wr.careful
+	err := wr.begin(savepoints)
+	commit, redo := false, false
 	if err == nil {
-		commit, err = wr.applyAll(live)
+		commit, redo, err = wr.applyAll(live, savepoints)
+	}
+	if redo {
+		// One of several failed, and took the others with it: run them
+		// all again, each in a savepoint.
+		wr.careful = true
+		if err = wr.begin(true); err == nil {
+			commit, _, err = wr.applyAll(live, true)
+		}
 	}
 	if err == nil && commit {
 		// The ticket is taken before COMMIT: see turnstile.
@@ -388,46 +401,58 @@ func (wr *writer) drop() {
 
 // applyAll runs the requests in the transaction begun, then writes the
 // events to the outbox if there is one, and reports whether there is
-// anything to commit. A request alone runs without a savepoint: if it
-// fails, the whole transaction is rolled back and there is nothing to
-// commit. Of several, each runs in a savepoint of its own (the first set by
-// begin), so that a failing one rolls back alone; the savepoint of a
-// request that succeeded is released along with setting the next one (one
-// round trip on PostgreSQL), and the last one is left for COMMIT to
-// release. applyAll returns an error only when the transaction as a whole
-// failed, and then has rolled it back; each request's own error is in
-// req.err.
-func (wr *writer) applyAll(live []*request) (commit bool, err error) {
+// anything to commit.
+//
+// Without savepoints, the requests run one after the other, as one: if one
+// fails, the transaction is rolled back. A request alone is then answered
+// (nothing is left to commit); of several, applyAll asks for the batch to
+// be run again (redo) with savepoints. With savepoints, each request runs
+// in a savepoint of its own (the first set by begin), so that a failing one
+// rolls back alone: the savepoint of one that succeeded is released along
+// with setting the next (one round trip on PostgreSQL), the last is left
+// for COMMIT to release, and ROLLBACK TO leaves the savepoint set for the
+// next request. A batch run so in which nothing failed makes the writer
+// try without savepoints again.
+//
+// applyAll returns an error only when the transaction as a whole failed,
+// and then has rolled it back; each request's own error is in req.err.
+func (wr *writer) applyAll(live []*request, savepoints bool) (commit, redo bool, err error) {
 	db, w := wr.db, &wr.w
 	defer func() {
 		if err != nil {
 			w.exec(`ROLLBACK`)
 		}
 	}()
-	if len(live) == 1 {
-		req := live[0]
-		req.err, req.retry = nil, false
-		w.now = parley.Now()
-		if req.err = req.apply(w); req.err != nil {
+	if !savepoints {
+		for _, req := range live {
+			req.err, req.retry = nil, false
+			w.now = parley.Now()
+			if req.err = req.apply(w); req.err == nil {
+				continue
+			}
 			w.events = w.events[:0]
 			if _, err := w.exec(`ROLLBACK`); err != nil {
-				return false, fmt.Errorf("rollback: %w (after %w)", err, req.err)
+				return false, false, fmt.Errorf("rollback: %w (after %w)", err, req.err)
+			}
+			if len(live) > 1 {
+				return false, true, nil
 			}
 			wr.failed(req)
-			return false, nil
+			return false, false, nil
 		}
-		return true, wr.insertOutbox()
+		return true, false, wr.insertOutbox()
 	}
 	// set is whether the savepoint "request" is set, with nothing done
 	// since: begin set the first.
 	set := true
+	failures := false
 	for i, req := range live {
 		req.err, req.retry = nil, false
 		mark := len(w.events)
 		w.now = parley.Now()
 		if !set {
 			if _, err := w.exec(`SAVEPOINT request`); err != nil {
-				return false, fmt.Errorf("savepoint: %w", err)
+				return false, false, fmt.Errorf("savepoint: %w", err)
 			}
 		}
 		set = false
@@ -437,25 +462,27 @@ func (wr *writer) applyAll(live []*request) (commit bool, err error) {
 			case i == len(live)-1:
 			case db.d.postgres:
 				if _, err := w.exec(`RELEASE request; SAVEPOINT request`); err != nil {
-					return false, fmt.Errorf("release savepoint: %w", err)
+					return false, false, fmt.Errorf("release savepoint: %w", err)
 				}
 				set = true
 			default:
 				if _, err := w.exec(`RELEASE request`); err != nil {
-					return false, fmt.Errorf("release savepoint: %w", err)
+					return false, false, fmt.Errorf("release savepoint: %w", err)
 				}
 			}
 			continue
 		}
+		failures = true
 		w.events = w.events[:mark]
 		// The savepoint stays set after ROLLBACK TO, for the next request.
 		if _, err := w.exec(`ROLLBACK TO request`); err != nil {
-			return false, fmt.Errorf("rollback to savepoint: %w (after %w)", err, req.err)
+			return false, false, fmt.Errorf("rollback to savepoint: %w (after %w)", err, req.err)
 		}
 		set = true
 		wr.failed(req)
 	}
-	return true, wr.insertOutbox()
+	wr.careful = failures
+	return true, false, wr.insertOutbox()
 }
 
 // failed marks a request whose apply failed to run again if it lost a race

@@ -219,6 +219,89 @@ func TestFailingWriteRollsBackAlone(t *testing.T) {
 	})
 }
 
+// holdWriter makes db's only writer wait until the returned function is
+// called: the writes queued meanwhile are then committed in one batch.
+func holdWriter(t *testing.T, db *DB) (release func()) {
+	t.Helper()
+	hold, held := make(chan struct{}), make(chan struct{})
+	go db.write(context.Background(), "test", "", func(*writeTx) error {
+		close(held)
+		<-hold
+		return nil
+	})
+	<-held
+	return func() { close(hold) }
+}
+
+// TestFailingSendInABatch queues sends into one batch, one of them from a
+// non-member: it fails alone (the batch runs again, each send in a
+// savepoint), the others are stored once each, with gap-free seqs, and
+// published once each. The next batch in which nothing fails lets the
+// writer run without savepoints again.
+func TestFailingSendInABatch(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, engine string) {
+		ctx := context.Background()
+		rec := &recorder{}
+		db := newLocation(t, engine).mustOpen(t, rec, Options{Writers: 1})
+		alice, bob, carol := newUser(t, db, "alice"), newUser(t, db, "bob"), newUser(t, db, "carol")
+		d := newDirect(t, db, alice.ID, bob.ID)
+		rec.take()
+
+		// sendAll queues one send per sender, in one batch behind a held
+		// writer, and returns their errors.
+		sendAll := func(senders ...string) []error {
+			release := holdWriter(t, db)
+			errs := make([]error, len(senders))
+			var wg sync.WaitGroup
+			for i, sender := range senders {
+				wg.Go(func() {
+					_, _, errs[i] = db.SendMessage(ctx, parley.NewMessage{ConversationID: d.ID, SenderID: sender,
+						ClientMessageID: mustID(t), Kind: parley.KindText, Text: fmt.Sprint(i)})
+				})
+				waitFor(t, "queued", func() bool { return queuedWrites(db) == i+1 })
+			}
+			release()
+			wg.Wait()
+			return errs
+		}
+		errs := sendAll(alice.ID, carol.ID, bob.ID)
+		wantCode(t, errs[0], "")
+		wantCode(t, errs[1], parley.CodeNotFound)
+		wantCode(t, errs[2], "")
+		var seqs []int64
+		for _, ev := range rec.take() {
+			if ev.Type == parley.EventMessageNew {
+				seqs = append(seqs, ev.Message.Seq)
+			}
+		}
+		if !slices.Equal(seqs, []int64{1, 2}) {
+			t.Fatalf("published seqs %v, want [1 2]", seqs)
+		}
+		if !db.writers[0].careful {
+			t.Error("after a failure, the writer does not use savepoints")
+		}
+
+		errs = sendAll(alice.ID, bob.ID)
+		wantCode(t, errs[0], "")
+		wantCode(t, errs[1], "")
+		if db.writers[0].careful {
+			t.Error("after a batch without failures, the writer still uses savepoints")
+		}
+		msgs, _, err := db.Messages(ctx, d.ID, alice.ID, parley.HistoryQuery{Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, m := range msgs {
+			if m.Seq != int64(i+1) {
+				t.Fatalf("message %d has seq %d", i, m.Seq)
+			}
+		}
+		if len(msgs) != 4 {
+			t.Errorf("%d messages stored, want 4", len(msgs))
+		}
+	})
+}
+
 func TestClose(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, engine string) {
 		ctx := context.Background()
