@@ -29,10 +29,11 @@ const (
 
 // OpenPostgres opens the PostgreSQL database at url
 // (postgres://user@host:port/db?sslmode=disable, with &search_path=schema
-// to use a schema other than public), applies the migrations it lacks and
-// starts Options.Writers writers. Several nodes may open the same database
-// at the same moment: one applies the migrations while the others wait
-// (an advisory lock), then find them applied. ctx bounds only the opening.
+// to use a schema other than public), applies the migrations it lacks, and
+// connects and starts Options.Writers writers (see writer.warm). Several
+// nodes may open the same database at the same moment: one applies the
+// migrations while the others wait (an advisory lock), then find them
+// applied. ctx bounds only the opening.
 //
 // Events of committed writes go to pub, which may be nil, as for Open.
 // Publish is called from the writer goroutines, one at a time and in commit

@@ -13,23 +13,26 @@
 // commit (one fsync) makes the whole group durable. A write that fails
 // rolls back alone: the writes of a group run one after the other, and if
 // one fails, the group runs again with each write inside its own savepoint
-// (as the writer's next groups do, until one in which nothing failed). SQLite has exactly one
-// writer, on the only writing connection, in BEGIN IMMEDIATE transactions:
-// it serializes every write. PostgreSQL has Options.Writers of them, each
-// with its own connection and its own queue, at READ COMMITTED, alongside
-// the writers of the other nodes. The writes of one conversation always go
-// to the same writer of a node, so that its writers never queue for each
-// other's row locks. There every write locks the rows it depends on first
-// (the conversation row, FOR UPDATE to change it, FOR SHARE to rely on it), a
-// batch runs its writes sorted by what they lock so that batches lock in
-// one order, and uniqueness races are settled by the database (INSERT ...
-// ON CONFLICT, conditional UPDATEs). A write that loses a deadlock runs
-// again, alone, a few times. seq stays gap-free and a client_message_id is
-// stored once across nodes because sending locks the conversation row
-// before it looks for the original and takes the next seq. Sends and
-// receipts, the writes of every message, do so in one statement and one
-// round trip each on PostgreSQL, which checks that what it read is as new
-// as the row it locked (withLockFresh).
+// (as the writer's next groups do, until one in which nothing failed).
+//
+// SQLite has exactly one writer, on the only writing connection, in BEGIN
+// IMMEDIATE transactions: it serializes every write. PostgreSQL has
+// Options.Writers of them, each with its own connection and its own queue,
+// at READ COMMITTED, alongside the writers of the other nodes. The writes
+// of one conversation always go to the same writer of a node, so that its
+// writers never queue for each other's row locks. There every write locks
+// the rows it depends on first (the conversation row, FOR UPDATE to change
+// it, FOR SHARE to rely on it), a batch runs its writes sorted by what they
+// lock so that batches lock in one order, and uniqueness races are settled
+// by the database (INSERT ... ON CONFLICT, conditional UPDATEs). A write
+// that loses a deadlock runs again, alone, a few times. seq stays gap-free
+// and a client_message_id is stored once across nodes because sending
+// locks the conversation row before it looks for the original and takes
+// the next seq. Sends and receipts, the writes of every message, do so in
+// one statement and one round trip each on PostgreSQL, which checks that
+// what it read is as new as the row it locked (withLockFresh); a writer's
+// connection and those statements are made ready when the DB opens, not
+// by its first messages.
 //
 // The events of committed writes are published to the Publisher after the
 // commit, in commit order (turnstile), so that message.new for a

@@ -35,16 +35,19 @@ type request struct {
 	ctx context.Context
 	// key orders the requests of a batch on PostgreSQL (see lockKey), so
 	// that batches on different connections and nodes take their locks in
-	// the same order. Empty for a request that waits for no lock.
+	// the same order, and picks the request's writer (queueFor). Empty for
+	// a request that waits for no lock.
 	key string
-	// apply makes the change inside the batch's transaction, within a
-	// savepoint of its own, and records its results in variables of the
-	// caller's closure. An error rolls back this request alone and is what
-	// the caller gets. A request that must commit a change and still answer
-	// an error (refresh-token reuse) returns nil and reports its error
-	// through the closure. apply may run more than once (a retry after a
-	// deadlock, of which only the last run commits), so it must set every
-	// result it records on each run.
+	// apply makes the change inside the batch's transaction (within a
+	// savepoint of its own when the batch runs with savepoints, see
+	// applyAll) and records its results in variables of the caller's
+	// closure. An error rolls back this request alone and is what the
+	// caller gets. A request that must commit a change and still answer an
+	// error (refresh-token reuse) returns nil and reports its error through
+	// the closure. apply may run more than once (the batch run again after
+	// another request failed, a retry after a deadlock: only the last run
+	// commits), so it must set every result it records on each run, and do
+	// nothing outside the transaction.
 	apply func(w *writeTx) error
 	state atomic.Int32
 	// done receives the outcome once; it is buffered so the writer never
