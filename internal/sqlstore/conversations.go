@@ -403,24 +403,8 @@ func (db *DB) Conversations(ctx context.Context, callerID string) ([]parley.Conv
 		if err != nil {
 			return fmt.Errorf("conversations: members: %w", err)
 		}
-		defer mrows.Close()
-		for mrows.Next() {
-			var convID string
-			var m parley.Member
-			var joined int64
-			if err := mrows.Scan(&convID, &m.UserID, &m.Role, &joined, &m.DeliveredSeq, &m.ReadSeq); err != nil {
-				return fmt.Errorf("conversations: members: %w", err)
-			}
-			m.JoinedAt = fromMillis(joined)
-			// Both queries read one snapshot, so every conversation is known.
-			if i, ok := index[convID]; ok {
-				convs[i].Members = append(convs[i].Members, m)
-			}
-		}
-		if err := mrows.Err(); err != nil {
-			return fmt.Errorf("conversations: members: %w", err)
-		}
-		return nil
+		// Both queries read one snapshot, so every conversation is known.
+		return wrapInternal("conversations: members", attachMembers(mrows, convs, index))
 	})
 	if err != nil {
 		return nil, err
@@ -482,28 +466,31 @@ func (db *DB) ConversationsPage(ctx context.Context, callerID string, from *parl
 		if err != nil {
 			return fmt.Errorf("conversations page: members: %w", err)
 		}
-		defer mrows.Close()
-		for mrows.Next() {
-			var convID string
-			var m parley.Member
-			var joined int64
-			if err := mrows.Scan(&convID, &m.UserID, &m.Role, &joined, &m.DeliveredSeq, &m.ReadSeq); err != nil {
-				return fmt.Errorf("conversations page: members: %w", err)
-			}
-			m.JoinedAt = fromMillis(joined)
-			if i, ok := index[convID]; ok {
-				convs[i].Members = append(convs[i].Members, m)
-			}
-		}
-		if err := mrows.Err(); err != nil {
-			return fmt.Errorf("conversations page: members: %w", err)
-		}
-		return nil
+		return wrapInternal("conversations page: members", attachMembers(mrows, convs, index))
 	})
 	if err != nil {
 		return nil, err
 	}
 	return convs, nil
+}
+
+// attachMembers reads rows of (conversation id, memberColsO) and appends
+// each member to its conversation in convs, found by index; it closes rows.
+func attachMembers(rows *sql.Rows, convs []parley.Conversation, index map[string]int) error {
+	defer rows.Close()
+	for rows.Next() {
+		var convID string
+		var m parley.Member
+		var joined int64
+		if err := rows.Scan(&convID, &m.UserID, &m.Role, &joined, &m.DeliveredSeq, &m.ReadSeq); err != nil {
+			return err
+		}
+		m.JoinedAt = fromMillis(joined)
+		if i, ok := index[convID]; ok {
+			convs[i].Members = append(convs[i].Members, m)
+		}
+	}
+	return rows.Err()
 }
 
 // Memberships reports which of conversationIDs callerID is a member of:
