@@ -19,11 +19,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,6 +163,7 @@ func setUpLocked() error {
 			return fmt.Errorf("pgtest: %s: %w", EnvURL, err)
 		}
 		process.server = u
+		sweepStale(u)
 		// One name per process: parallel test binaries do not meet.
 		name := fmt.Sprintf("parley_test_%d_%d", os.Getpid(), time.Now().UnixNano()%1e9)
 		if err := createDatabase(u, name); err != nil {
@@ -228,6 +232,46 @@ func startServer() error {
 		return fmt.Errorf("pg_ctlcluster %s main start: %v: %s", version, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// sweepStale drops the test databases left by test processes of this
+// machine that are gone (killed before Main could drop them), so that they
+// do not pile up on a machine that runs the tests again and again. It only
+// looks at a server on loopback, whose test databases are this machine's,
+// and leaves alone any name whose process still runs.
+func sweepStale(server *url.URL) {
+	host := server.Hostname()
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return
+	}
+	conn, err := admin(server)
+	if err != nil {
+		return
+	}
+	defer conn.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rows, err := conn.Query(ctx, `SELECT datname FROM pg_database WHERE datname LIKE 'parley\_test\_%'`)
+	if err != nil {
+		return
+	}
+	var stale []string
+	for rows.Next() {
+		var name string
+		if rows.Scan(&name) != nil {
+			continue
+		}
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(name, "parley_test_"), "_")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // not ours, or its process still runs
+		}
+		stale = append(stale, name)
+	}
+	rows.Close()
+	for _, name := range stale {
+		_, _ = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	}
 }
 
 func createDatabase(server *url.URL, name string) error {
