@@ -195,7 +195,10 @@ func TestTypingReachesEveryNode(t *testing.T) {
 // out of order, with duplicates, and expects them in order, once each.
 func TestOrderAcrossPublishers(t *testing.T) {
 	ns := natstest.Start(t)
-	a, b, c := newBus(t, ns.URL(), "a"), newBus(t, ns.URL(), "b"), newBus(t, ns.URL(), "c")
+	// A gap waits long enough for the late publisher even on a loaded
+	// machine: nothing may be given up as lost here.
+	patient := func(o *Options) { o.GapWait = 3 * time.Second }
+	a, b, c := newBus(t, ns.URL(), "a"), newBus(t, ns.URL(), "b"), newBus(t, ns.URL(), "c", patient)
 	u := usersInShards(1)[0]
 	watch(t, c, u)
 	ctx := context.Background()
