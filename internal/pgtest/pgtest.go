@@ -1,8 +1,7 @@
 // Package pgtest gives tests PostgreSQL databases of their own on the
 // machine's server: a fresh schema (DSN) in a database created once per
-// test process, or a fresh whole database (Database). Everything it creates
-// is dropped: the schemas with the process's database when the tests end
-// (Main), the databases when their test ends.
+// test process. Everything it creates is dropped with the process's
+// database when the tests end (Main).
 //
 // The server is the one at PARLEY_TEST_PG_URL, by default
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable (a user that
@@ -117,31 +116,6 @@ func DSN(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// Database returns the URL of a fresh, empty database, dropped (with its
-// connections) when the test ends.
-func Database(t testing.TB) string {
-	t.Helper()
-	process.mu.Lock()
-	defer process.mu.Unlock()
-	if err := setUpLocked(); err != nil {
-		t.Fatal(err)
-	}
-	process.n++
-	name := fmt.Sprintf("%s_d%d", process.dbName, process.n)
-	server := process.server
-	if err := createDatabase(server, name); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		process.mu.Lock()
-		defer process.mu.Unlock()
-		if err := dropDatabase(server, name); err != nil {
-			t.Error(err)
-		}
-	})
-	return withDatabase(server, name).String()
 }
 
 // setUpLocked creates the shared database and connects to it, once.

@@ -53,25 +53,3 @@ func TestDSN(t *testing.T) {
 		t.Errorf("the other schema has %d tables (%v)", tables, err)
 	}
 }
-
-func TestDatabase(t *testing.T) {
-	ctx := context.Background()
-	var name string
-	t.Run("database", func(t *testing.T) {
-		dsn := Database(t)
-		conn := connect(t, dsn)
-		if err := conn.QueryRow(ctx, `SELECT current_database()`).Scan(&name); err != nil {
-			t.Fatal(err)
-		}
-		u, _ := url.Parse(dsn)
-		if "/"+name != u.Path {
-			t.Errorf("connected to %s, want %s", name, u.Path)
-		}
-	})
-	// Dropped when its test ended.
-	conn := connect(t, DSN(t))
-	var n int
-	if err := conn.QueryRow(ctx, `SELECT COUNT(*) FROM pg_database WHERE datname = $1`, name).Scan(&n); err != nil || n != 0 {
-		t.Errorf("database %s still there (%d, %v)", name, n, err)
-	}
-}

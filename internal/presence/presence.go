@@ -184,9 +184,6 @@ func New(opts Options) *Directory {
 	}
 }
 
-// Node returns this node's id.
-func (d *Directory) Node() string { return d.opts.Node }
-
 // Online reports whether userID has a connection on any node.
 func (d *Directory) Online(userID string) bool {
 	d.mu.Lock()

@@ -55,7 +55,7 @@ type Config struct {
 	// NATSPrefix starts every NATS subject (default "parley"): clusters
 	// that share one NATS system use different prefixes.
 	NATSPrefix string
-	// Heartbeat and NodeDeadAfter tune the cluster's directory of
+	// ClusterHeartbeat and NodeDeadAfter tune the cluster's directory of
 	// connections: how often a node says it is alive (default 2 s) and how
 	// long a silent node's users stay online (default 10 s).
 	ClusterHeartbeat, NodeDeadAfter time.Duration
@@ -164,9 +164,10 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	// (the gateway, the chat service): what they report before those exist
 	// concerns no connection of this node yet, and is dropped.
 	var (
-		gw  atomic.Pointer[gateway.Gateway]
-		svc atomic.Pointer[chat.Service]
-		db  atomic.Pointer[sqlstore.DB]
+		gw     atomic.Pointer[gateway.Gateway]
+		svc    atomic.Pointer[chat.Service]
+		db     atomic.Pointer[sqlstore.DB]
+		worker atomic.Pointer[push.Worker]
 	)
 	presenceOpts := presence.Options{
 		Node:      cfg.NodeID,
@@ -235,10 +236,11 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	s.dir = dir
 
 	platforms := pushPlatforms(cfg)
-	var wake func()
+	// The store publishes from its first write (an outbox relay, say), before
+	// the push worker exists.
 	pub := &storePublisher{bus: s.bus, stored: s.metrics.MessagesStored, wake: func() {
-		if wake != nil {
-			wake()
+		if w := worker.Load(); w != nil {
+			w.Wake()
 		}
 	}}
 	sopts := sqlstore.Options{
@@ -297,7 +299,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 			popts.PollEvery = pushPoll
 		}
 		w := push.NewWorker(s.store, dir, nil, senders, popts)
-		wake = w.Wake
+		worker.Store(w)
 		s.push = runPush(w, closeSenders)
 	} else {
 		closeSenders()
@@ -460,9 +462,6 @@ func (s *Server) ClusterNodes() []string { return s.dir.LiveNodes() }
 // UserNodes returns the nodes where userID has connections, as this node
 // knows it.
 func (s *Server) UserNodes(userID string) []string { return s.dir.NodesOf(nil, userID) }
-
-// NodeID returns this node's id.
-func (s *Server) NodeID() string { return s.cfg.NodeID }
 
 // Gateway returns the node's WebSocket gateway.
 func (s *Server) Gateway() *gateway.Gateway { return s.gateway }
