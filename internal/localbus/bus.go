@@ -21,10 +21,10 @@ type Bus struct {
 	queue chan *parley.Event
 	done  chan struct{}
 
-	mu       sync.RWMutex // guards handlers, nextID and closed
-	handlers map[int]func(*parley.Event)
-	nextID   int
-	closed   bool
+	handlers Handlers
+
+	mu     sync.Mutex // guards closed
+	closed bool
 
 	stopped chan struct{}
 }
@@ -37,10 +37,9 @@ func New(size int) *Bus {
 		size = 4096
 	}
 	b := &Bus{
-		queue:    make(chan *parley.Event, size),
-		done:     make(chan struct{}),
-		handlers: make(map[int]func(*parley.Event)),
-		stopped:  make(chan struct{}),
+		queue:   make(chan *parley.Event, size),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	go b.run()
 	return b
@@ -67,16 +66,7 @@ func (b *Bus) Publish(ctx context.Context, ev *parley.Event) error {
 // Subscribe adds handler; it is called for every event published after it
 // returns, on the bus goroutine, and must not block.
 func (b *Bus) Subscribe(handler func(*parley.Event)) (unsubscribe func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	id := b.nextID
-	b.nextID++
-	b.handlers[id] = handler
-	return func() {
-		b.mu.Lock()
-		delete(b.handlers, id)
-		b.mu.Unlock()
-	}
+	return b.handlers.Subscribe(handler)
 }
 
 // Len returns the number of events waiting to be dispatched.
@@ -115,10 +105,38 @@ func (b *Bus) run() {
 	}
 }
 
-func (b *Bus) dispatch(ev *parley.Event) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for _, h := range b.handlers {
-		h(ev)
+func (b *Bus) dispatch(ev *parley.Event) { b.handlers.Dispatch(ev) }
+
+// Handlers is a set of event handlers: a bus's subscribers. The zero value
+// is an empty set, ready to use, and it is safe for concurrent use.
+type Handlers struct {
+	mu     sync.RWMutex // guards m and nextID
+	m      map[int]func(*parley.Event)
+	nextID int
+}
+
+// Subscribe adds handler until unsubscribe is called.
+func (h *Handlers) Subscribe(handler func(*parley.Event)) (unsubscribe func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.m == nil {
+		h.m = make(map[int]func(*parley.Event))
+	}
+	id := h.nextID
+	h.nextID++
+	h.m[id] = handler
+	return func() {
+		h.mu.Lock()
+		delete(h.m, id)
+		h.mu.Unlock()
+	}
+}
+
+// Dispatch calls every handler with ev, on the caller's goroutine.
+func (h *Handlers) Dispatch(ev *parley.Event) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for _, f := range h.m {
+		f(ev)
 	}
 }

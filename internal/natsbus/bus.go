@@ -59,6 +59,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/localbus"
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/presence"
 )
@@ -148,9 +149,7 @@ type Bus struct {
 	// reset tells the event goroutine to forget its order states.
 	reset chan struct{}
 
-	mu       sync.RWMutex // guards handlers and nextID
-	handlers map[int]func(*parley.Event)
-	nextID   int
+	handlers localbus.Handlers
 
 	shards [Shards]shardSub
 
@@ -201,17 +200,16 @@ func Connect(ctx context.Context, opts Options) (*Bus, error) {
 		opts.Metrics = metrics.New(nil)
 	}
 	b := &Bus{
-		opts:     opts,
-		log:      opts.Logger.With("component", "natsbus"),
-		subjAll:  opts.Prefix + ".ev.all",
-		subjDir:  opts.Prefix + ".dir",
-		subjMe:   opts.Prefix + ".dir." + opts.Node,
-		events:   make(chan *nats.Msg, queueLen),
-		dirMsgs:  make(chan *nats.Msg, queueLen),
-		reset:    make(chan struct{}, 1),
-		handlers: make(map[int]func(*parley.Event)),
-		stop:     make(chan struct{}),
-		closed:   make(chan struct{}),
+		opts:    opts,
+		log:     opts.Logger.With("component", "natsbus"),
+		subjAll: opts.Prefix + ".ev.all",
+		subjDir: opts.Prefix + ".dir",
+		subjMe:  opts.Prefix + ".dir." + opts.Node,
+		events:  make(chan *nats.Msg, queueLen),
+		dirMsgs: make(chan *nats.Msg, queueLen),
+		reset:   make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		closed:  make(chan struct{}),
 	}
 	popts := opts.Presence
 	popts.Node = opts.Node
@@ -349,16 +347,7 @@ func (b *Bus) Ready() error {
 // Subscribe adds a handler for the events that reach this node. Handlers
 // run on the bus's event goroutine, in order, and must not block.
 func (b *Bus) Subscribe(handler func(*parley.Event)) (unsubscribe func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	id := b.nextID
-	b.nextID++
-	b.handlers[id] = handler
-	return func() {
-		b.mu.Lock()
-		delete(b.handlers, id)
-		b.mu.Unlock()
-	}
+	return b.handlers.Subscribe(handler)
 }
 
 // Watch makes the events of userID reach this node until release is

@@ -274,10 +274,4 @@ func minKey(m map[int64]*parley.Event) int64 {
 }
 
 // dispatch hands ev to every handler.
-func (b *Bus) dispatch(ev *parley.Event) {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for _, h := range b.handlers {
-		h(ev)
-	}
-}
+func (b *Bus) dispatch(ev *parley.Event) { b.handlers.Dispatch(ev) }
