@@ -54,8 +54,14 @@ type Conversation struct {
 	LastMessage *Message         `json:"last_message"`
 	ReadSeq     int64            `json:"read_seq"`
 	UnreadCount int64            `json:"unread_count"`
-	CreatedAt   Time             `json:"created_at"`
-	UpdatedAt   Time             `json:"updated_at"`
+	// MutedUntil is the caller's mute of the conversation (an extension,
+	// docs/protocol.md "Muting a conversation"): nil when not muted, its
+	// end when muted until a time, MutedForever when muted for ever. A
+	// client treats the conversation as muted while MutedUntil is later
+	// than now.
+	MutedUntil *Time `json:"muted_until"`
+	CreatedAt  Time  `json:"created_at"`
+	UpdatedAt  Time  `json:"updated_at"`
 }
 
 // Member returns the membership of userID and whether there is one.

@@ -51,3 +51,8 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	*t = NewTime(v)
 	return nil
 }
+
+// MutedForever is the MutedUntil of a conversation muted for ever: the last
+// millisecond of year 9999, a time every client library parses and no
+// clock reaches.
+var MutedForever = Time{time.Date(9999, 12, 31, 23, 59, 59, int(999*time.Millisecond), time.UTC)}

@@ -179,6 +179,9 @@ const (
 type Hello struct {
 	UserID     string      `json:"user_id"`
 	SessionID  string      `json:"session_id"`
+	// DeviceID is the login (refresh-token family) the connection's token
+	// belongs to: the device, for push notifications. An extension.
+	DeviceID   string      `json:"device_id,omitempty"`
 	ServerTime parley.Time `json:"server_time"`
 	HeartbeatS int         `json:"heartbeat_s"`
 }
