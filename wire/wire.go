@@ -177,8 +177,8 @@ const (
 
 // Hello is the first frame after authentication.
 type Hello struct {
-	UserID     string      `json:"user_id"`
-	SessionID  string      `json:"session_id"`
+	UserID    string `json:"user_id"`
+	SessionID string `json:"session_id"`
 	// DeviceID is the login (refresh-token family) the connection's token
 	// belongs to: the device, for push notifications. An extension.
 	DeviceID   string      `json:"device_id,omitempty"`
