@@ -87,6 +87,20 @@ func TestGolden(t *testing.T) {
 		},
 		LastSeq: 42, LastMessage: &msg, ReadSeq: 40, UnreadCount: 2, CreatedAt: at, UpdatedAt: at,
 	}
+	// The extensions: a direct conversation, empty, muted until a time; the
+	// group muted for ever, in a sync page that is not the last.
+	mutedUntil := parley.NewTime(time.Date(2026, 11, 23, 8, 0, 0, 0, time.UTC))
+	direct := parley.Conversation{
+		ID: "0193a5c2-0000-7000-8000-0000000000c2", Type: parley.Direct,
+		Members: []parley.Member{
+			{UserID: msg.SenderID, Role: parley.RoleMember, JoinedAt: at},
+			{UserID: "0193a5c2-0000-7000-8000-0000000000a2", Role: parley.RoleMember, JoinedAt: at},
+		},
+		MutedUntil: &mutedUntil, CreatedAt: at, UpdatedAt: at,
+	}
+	forever := conv
+	forever.MutedUntil = &parley.MutedForever
+	cursor := "MTc5NTMxMTA2NzI1MC8wMTkzYTVjMi0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwYzE"
 	frames := []struct {
 		name    string
 		typ, id string
@@ -99,13 +113,16 @@ func TestGolden(t *testing.T) {
 		{"receipt", TypeReceipt, "", parley.Receipt{ConversationID: conv.ID, UserID: msg.SenderID, Kind: parley.Read, Seq: 42}},
 		{"typing", TypeTyping, "", parley.Typing{ConversationID: conv.ID, UserID: msg.SenderID, State: parley.TypingStarted}},
 		{"presence", TypePresence, "", parley.Presence{UserID: msg.SenderID, Status: parley.Online, LastSeenAt: at}},
-		{"room_state", TypeOK, "j1", RoomState{Presence: []parley.Presence{{UserID: msg.SenderID, Status: parley.Offline}}, Typing: []string{}}},
+		{"room_state", TypeOK, "j1", RoomState{Presence: []parley.Presence{{UserID: msg.SenderID, Status: parley.Offline, LastSeenAt: at}}, Typing: []string{}}},
 		{"conversation_updated", TypeConversationUpdated, "", ConversationUpdated{Conversation: conv}},
 		{"sync_result", TypeSyncResult, "s1", SyncResult{Conversations: []SyncConversation{{Conversation: conv, Messages: []parley.Message{msg}, HasMore: true}}}},
 		{"sync_result_removed", TypeSyncResult, "s2", SyncResult{Conversations: []SyncConversation{{Conversation: parley.Conversation{ID: conv.ID, Members: []parley.Member{}}, Removed: true}}}},
 		{"error_rate_limited", TypeError, "m2", ErrorFrom(parley.RateLimited(1500 * time.Millisecond))},
 		{"error_internal", TypeError, "", ErrorFrom(errors.New("disk on fire"))},
 		{"ok", TypeOK, "r1", nil},
+		{"hello_device", TypeHello, "", Hello{UserID: msg.SenderID, SessionID: "0193a5c2-0000-7000-8000-0000000000f1", DeviceID: "0193a5c2-0000-7000-8000-0000000000d1", ServerTime: at, HeartbeatS: 25}},
+		{"conversation_updated_muted", TypeConversationUpdated, "", ConversationUpdated{Conversation: direct}},
+		{"sync_result_muted", TypeSyncResult, "s3", SyncResult{Conversations: []SyncConversation{{Conversation: forever, Messages: []parley.Message{msg}}}, Next: &cursor}},
 	}
 	for _, f := range frames {
 		t.Run(f.name, func(t *testing.T) {
