@@ -42,6 +42,9 @@ type Config struct {
 	// dropFrame, if set, makes the reader ignore the server frames it
 	// returns true for: tests use it to lose a message.new.
 	dropFrame func(wire.Frame) bool
+	// sentFrame, if set, is told of every frame written to the server:
+	// tests use it to watch what goes out on the wire.
+	sentFrame func(typ string, payload any)
 }
 
 // ConnState is the state of the client's connection.

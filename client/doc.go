@@ -149,15 +149,23 @@
 // conversation.updated) and the live receipt frames, and never move back.
 // An EventReceipt says that statuses up to its seq may have changed.
 //
-// The client sends delivered receipts by itself: for each conversation,
-// the highest seq in the run of a message from someone else, when above
-// what the server has. It sends read receipts only for what the
-// application declares shown with MarkRead(conv, seq). The wanted
-// watermarks are in the store, so receipts not sent before a disconnect go
-// out after the reconnect. Receipts are sent in rounds at most every
-// 250 ms, which coalesces a burst of messages into one receipt per
-// conversation. A read receipt moves delivered too. Receipts of the user's
-// own other devices move the unread count here.
+// The client sends delivered receipts by itself, per device: for each
+// conversation, the highest seq in the contiguous run (never beyond a gap)
+// of a message from someone else, when above what this device has
+// confirmed. That watermark (dev_delivered in the store) moves when the
+// server answers ok to a delivered or read receipt this client sent; it
+// is not the user's delivered watermark on the server, which the user's
+// other devices move too. The server holds a push back while a device
+// looks connected, but sends it anyway unless that device itself confirms
+// the message within 5 s: a phone whose web tab confirmed first must
+// still confirm. It sends read receipts only for what the application
+// declares shown with MarkRead(conv, seq), when above the user's read
+// watermark on the server. The wanted watermarks are in the store, so
+// receipts not sent before a disconnect go out after the reconnect.
+// Receipts are sent in rounds at most every 250 ms, which coalesces a
+// burst of messages into one receipt per conversation. A read receipt
+// moves delivered too. Receipts of the user's own other devices move the
+// unread count here.
 //
 // Unread counts are computed locally: the messages of others after the
 // read watermark (the highest of the server's and MarkRead's). When the run

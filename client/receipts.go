@@ -34,8 +34,10 @@ func (c *Client) MarkRead(ctx context.Context, convID string, seq int64) error {
 
 // receiptLoop is the receipt sender of a session. Each round it compares
 // the watermarks this user wants (read: MarkRead; delivered: the newest
-// message of others in the contiguous run) with the ones the server has,
-// and sends a receipt for each that lags; an ok moves the server's copy.
+// message of others in the contiguous run) with the user's read watermark
+// on the server and with what this device confirmed (delivered is per
+// device: see store.receiptTasks), and sends a receipt for each that lags;
+// an ok moves both.
 // Watermarks live in the store, so receipts not sent before a disconnect
 // or a restart go out on the next connection.
 func (c *Client) receiptLoop(s *session) {

@@ -263,6 +263,9 @@ func (s *session) write(typ, id string, payload any) error {
 		s.cancel(err)
 		return errConnLost
 	}
+	if hook := s.c.cfg.sentFrame; hook != nil {
+		hook(typ, payload)
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"strconv"
 	"time"
 
 	"github.com/ncruces/go-sqlite3/driver"
@@ -29,11 +30,22 @@ import (
 //     to the read watermark.
 //   - read_want: the read watermark the application set (MarkRead);
 //     srv_read and srv_delivered: this user's watermarks as the server has
-//     them. The receipt sender moves the server's up to the wanted ones.
+//     them (moved by every device of the user). The receipt sender moves
+//     the server's read up to the wanted one.
+//   - dev_delivered (version 2): the highest seq that a delivered or read
+//     receipt sent by this client covered, once the server acknowledged
+//     it: what this device confirmed. The server holds back a push while
+//     a device looks connected only if that device itself confirms the
+//     message, so the delivered receipt is sent by this watermark, not by
+//     srv_delivered, which the user's other devices move too.
 //   - stub: a conversation known only from a message; its object must be
 //     fetched.
 //
 // outbox holds messages not acknowledged yet, in send order (pos).
+//
+// schema is version 1 and never changes: a new database is created at
+// version 1 and then migrated like an old one, so that every file reaches
+// the current version by the same steps.
 const schema = `
 CREATE TABLE IF NOT EXISTS meta (
 	key   TEXT PRIMARY KEY,
@@ -79,7 +91,20 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_by_conversation ON outbox (conversation_id, pos);
 `
 
-const schemaVersion = "1"
+// migrations[v-1] moves a database from version v to v+1. Each runs in
+// one transaction with the write of the new version, so a crash leaves
+// the file at one version or the next.
+var migrations = []string{
+	// 1 → 2: dev_delivered. Existing rows start at srv_delivered: the
+	// messages known so far are older than any push still waiting for a
+	// receipt, and starting at 0 would send a delivered receipt for every
+	// conversation at once.
+	`ALTER TABLE conversations ADD COLUMN dev_delivered INTEGER NOT NULL DEFAULT 0;
+	UPDATE conversations SET dev_delivered = srv_delivered;`,
+}
+
+// schemaVersion is the version this client writes and reads.
+var schemaVersion = len(migrations) + 1
 
 // Outbox states. A pending item is sent when connected; a failed one stays
 // until the application retries or discards it.
@@ -122,23 +147,43 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		return nil, fmt.Errorf("create local schema: %w", err)
 	}
 	s := &store{db: db}
-	v, err := s.meta(ctx, "schema_version")
-	if err != nil {
+	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
-	switch v {
-	case "":
-		if err := s.setMeta(ctx, "schema_version", schemaVersion); err != nil {
-			db.Close()
-			return nil, err
-		}
-	case schemaVersion:
-	default:
-		db.Close()
-		return nil, fmt.Errorf("local database has schema version %s, this client knows %s", v, schemaVersion)
-	}
 	return s, nil
+}
+
+// migrate brings the database to schemaVersion. A file without a version
+// has just been created by schema (or was, by a client that crashed
+// before recording it): it is at version 1.
+func (s *store) migrate(ctx context.Context) error {
+	v := 1
+	switch text, err := s.meta(ctx, "schema_version"); {
+	case err != nil:
+		return err
+	case text != "":
+		if v, err = strconv.Atoi(text); err != nil || v < 1 {
+			return fmt.Errorf("local database has schema version %q", text)
+		}
+	}
+	if v > schemaVersion {
+		return fmt.Errorf("local database has schema version %d, this client knows %d", v, schemaVersion)
+	}
+	for ; v < schemaVersion; v++ {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('schema_version', ?)
+				ON CONFLICT (key) DO UPDATE SET value = excluded.value`, strconv.Itoa(v+1))
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migrate local database to version %d: %w", v+1, err)
+		}
+	}
+	return nil
 }
 
 func (s *store) close() error {
@@ -241,12 +286,13 @@ type convRow struct {
 	LastSeq, HaveSeq, FloorSeq      int64
 	BaseSeq, BaseRead, BaseUnread   int64
 	ReadWant, SrvRead, SrvDelivered int64
+	DevDelivered                    int64
 	Stub, Removed                   bool
 	exists                          bool
 }
 
 const convColumns = `id, data, updated_at, last_seq, have_seq, floor_seq, base_seq, base_read,
-	base_unread, read_want, srv_read, srv_delivered, stub, removed`
+	base_unread, read_want, srv_read, srv_delivered, dev_delivered, stub, removed`
 
 type rowScanner interface{ Scan(dest ...any) error }
 
@@ -256,7 +302,7 @@ func scanConv(r rowScanner) (convRow, error) {
 		data string
 	)
 	err := r.Scan(&c.ID, &data, &c.UpdatedAt, &c.LastSeq, &c.HaveSeq, &c.FloorSeq, &c.BaseSeq,
-		&c.BaseRead, &c.BaseUnread, &c.ReadWant, &c.SrvRead, &c.SrvDelivered, &c.Stub, &c.Removed)
+		&c.BaseRead, &c.BaseUnread, &c.ReadWant, &c.SrvRead, &c.SrvDelivered, &c.DevDelivered, &c.Stub, &c.Removed)
 	if err != nil {
 		return c, err
 	}
@@ -294,14 +340,15 @@ func saveConv(ctx context.Context, q queryer, c convRow) error {
 		return fmt.Errorf("encode conversation %s: %w", c.ID, err)
 	}
 	_, err = q.ExecContext(ctx, `INSERT INTO conversations (`+convColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at,
 			last_seq = excluded.last_seq, have_seq = excluded.have_seq, floor_seq = excluded.floor_seq,
 			base_seq = excluded.base_seq, base_read = excluded.base_read, base_unread = excluded.base_unread,
 			read_want = excluded.read_want, srv_read = excluded.srv_read,
-			srv_delivered = excluded.srv_delivered, stub = excluded.stub, removed = excluded.removed`,
+			srv_delivered = excluded.srv_delivered, dev_delivered = excluded.dev_delivered,
+			stub = excluded.stub, removed = excluded.removed`,
 		c.ID, string(data), c.UpdatedAt, c.LastSeq, c.HaveSeq, c.FloorSeq, c.BaseSeq, c.BaseRead,
-		c.BaseUnread, c.ReadWant, c.SrvRead, c.SrvDelivered, c.Stub, c.Removed)
+		c.BaseUnread, c.ReadWant, c.SrvRead, c.SrvDelivered, c.DevDelivered, c.Stub, c.Removed)
 	if err != nil {
 		return fmt.Errorf("write conversation %s: %w", c.ID, err)
 	}
@@ -584,37 +631,44 @@ func (s *store) applyReceipt(ctx context.Context, r parley.Receipt, me string) (
 		if err != nil || !row.exists {
 			return err
 		}
-		for i := range row.Data.Members {
-			m := &row.Data.Members[i]
-			if m.UserID != r.UserID {
-				continue
-			}
-			switch r.Kind {
-			case parley.Read:
-				if r.Seq > m.ReadSeq {
-					m.ReadSeq, moved = r.Seq, true
-				}
-				fallthrough // read moves delivered too
-			case parley.Delivered:
-				if r.Seq > m.DeliveredSeq {
-					m.DeliveredSeq, moved = r.Seq, true
-				}
-			}
-		}
-		if r.UserID == me {
-			if r.Kind == parley.Read && r.Seq > row.SrvRead {
-				row.SrvRead, moved = r.Seq, true
-			}
-			if r.Seq > row.SrvDelivered {
-				row.SrvDelivered, moved = r.Seq, true
-			}
-		}
-		if !moved {
+		if moved = receiptMoves(&row, r, me); !moved {
 			return nil
 		}
 		return saveConv(ctx, tx, row)
 	})
 	return moved, err
+}
+
+// receiptMoves applies a receipt to a row and reports whether anything
+// moved.
+func receiptMoves(row *convRow, r parley.Receipt, me string) bool {
+	moved := false
+	for i := range row.Data.Members {
+		m := &row.Data.Members[i]
+		if m.UserID != r.UserID {
+			continue
+		}
+		switch r.Kind {
+		case parley.Read:
+			if r.Seq > m.ReadSeq {
+				m.ReadSeq, moved = r.Seq, true
+			}
+			fallthrough // read moves delivered too
+		case parley.Delivered:
+			if r.Seq > m.DeliveredSeq {
+				m.DeliveredSeq, moved = r.Seq, true
+			}
+		}
+	}
+	if r.UserID == me {
+		if r.Kind == parley.Read && r.Seq > row.SrvRead {
+			row.SrvRead, moved = r.Seq, true
+		}
+		if r.Seq > row.SrvDelivered {
+			row.SrvDelivered, moved = r.Seq, true
+		}
+	}
+	return moved
 }
 
 // setReadWant moves the application's read watermark forward, clamped to
@@ -637,11 +691,15 @@ type receiptTask struct {
 }
 
 // receiptTasks lists the receipts to send: read where the application's
-// read watermark is ahead of the server's, delivered where a message of
-// another member in the contiguous run is beyond the server's delivered
-// watermark (own messages alone need no delivered receipt).
+// read watermark is ahead of the server's; delivered where a message of
+// another member in the contiguous run (never beyond a gap) is beyond
+// what this device confirmed (own messages alone need no delivered
+// receipt). Delivered is compared with dev_delivered, not srv_delivered:
+// another device of the user moving the user's watermark does not confirm
+// the message on this one (a push held back because this device looked
+// connected is sent unless this device confirms).
 func (s *store) receiptTasks(ctx context.Context, me string) ([]receiptTask, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, read_want, srv_read, srv_delivered,
+	rows, err := s.db.QueryContext(ctx, `SELECT id, read_want, srv_read, dev_delivered,
 		COALESCE((SELECT seq FROM messages m
 			WHERE m.conversation_id = c.id AND m.seq <= c.have_seq AND m.sender_id <> ?
 			ORDER BY m.seq DESC LIMIT 1), 0)
@@ -654,16 +712,16 @@ func (s *store) receiptTasks(ctx context.Context, me string) ([]receiptTask, err
 	for rows.Next() {
 		var (
 			id                                 string
-			readWant, srvRead, srvDel, delWant int64
+			readWant, srvRead, devDel, delWant int64
 		)
-		if err := rows.Scan(&id, &readWant, &srvRead, &srvDel, &delWant); err != nil {
+		if err := rows.Scan(&id, &readWant, &srvRead, &devDel, &delWant); err != nil {
 			return nil, fmt.Errorf("list receipts: %w", err)
 		}
 		if readWant > srvRead {
 			out = append(out, receiptTask{ConversationID: id, Kind: parley.Read, Seq: readWant})
-			srvDel = max(srvDel, readWant)
+			devDel = max(devDel, readWant) // read implies delivered
 		}
-		if delWant > srvDel {
+		if delWant > devDel {
 			out = append(out, receiptTask{ConversationID: id, Kind: parley.Delivered, Seq: delWant})
 		}
 	}
@@ -673,10 +731,24 @@ func (s *store) receiptTasks(ctx context.Context, me string) ([]receiptTask, err
 	return out, nil
 }
 
-// serverMarked records that the server acknowledged this user's receipt.
+// serverMarked records that the server acknowledged a receipt this client
+// sent: the user's watermarks move, and so does what this device
+// confirmed (a read receipt confirms delivery too).
 func (s *store) serverMarked(ctx context.Context, t receiptTask, me string) error {
-	_, err := s.applyReceipt(ctx, parley.Receipt{ConversationID: t.ConversationID, UserID: me, Kind: t.Kind, Seq: t.Seq}, me)
-	return err
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		row, err := loadConv(ctx, tx, t.ConversationID)
+		if err != nil || !row.exists {
+			return err
+		}
+		moved := receiptMoves(&row, parley.Receipt{ConversationID: t.ConversationID, UserID: me, Kind: t.Kind, Seq: t.Seq}, me)
+		if t.Seq > row.DevDelivered {
+			row.DevDelivered, moved = t.Seq, true
+		}
+		if !moved {
+			return nil
+		}
+		return saveConv(ctx, tx, row)
+	})
 }
 
 // syncState returns the contiguous last seq of every conversation that has
