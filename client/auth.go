@@ -12,11 +12,30 @@ import (
 // errSignedOut answers calls that need a login when there is none.
 var errSignedOut = parley.Errorf(parley.CodeUnauthenticated, "not logged in")
 
-// refreshTimeout bounds a refresh call. The call does not follow its
-// caller's cancellation: once the server has rotated the refresh token,
-// the answer is the only copy of the new one, and dropping it would make
-// the next refresh a reuse, which revokes the whole login.
-const refreshTimeout = 30 * time.Second
+// Refresh timings. A refresh request does not follow its caller's
+// cancellation: once the server has rotated the refresh token, the answer
+// is the only copy of the new one. If the answer is lost anyway (a
+// network error, a timeout, a reset), the server may or may not have
+// rotated the token; it accepts the token it rotated last once more within
+// refreshGrace of the rotation, so the client retries with the same token
+// while it is sure to be within that grace. Later, presenting it would be
+// a reuse, which revokes the whole login.
+const (
+	// refreshAttemptTimeout bounds one refresh request.
+	refreshAttemptTimeout = 10 * time.Second
+	// refreshGrace is the server's grace for the refresh token rotated
+	// last (the contract's default).
+	refreshGrace = 30 * time.Second
+	// refreshRetryWindow is how long after the first attempt was sent a
+	// retry may still be sent. The grace counts from the rotation, which
+	// came after the first attempt was sent; the margin is for the
+	// retry's way to the server.
+	refreshRetryWindow = refreshGrace - 5*time.Second
+	// refreshRetryBase and refreshRetryCap bound the backoff between
+	// attempts.
+	refreshRetryBase = 250 * time.Millisecond
+	refreshRetryCap  = 4 * time.Second
+)
 
 // tokens is the contract's Tokens object.
 type tokens struct {
@@ -196,7 +215,7 @@ func (c *Client) accessToken(ctx context.Context) (string, error) {
 //
 // A refresh token the server refuses (revoked, reused, expired) signs the
 // client out: the error is unauthenticated, and the application must log
-// in again.
+// in again. A refresh that gets no answer is retried (refreshCall).
 func (c *Client) refresh(ctx context.Context, stale string) (credentials, error) {
 	c.refreshMu.Lock()
 	defer c.refreshMu.Unlock()
@@ -232,11 +251,7 @@ func (c *Client) refresh(ctx context.Context, stale string) (credentials, error)
 		}
 	}
 
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
-	defer cancel()
-	issued := time.Now()
-	var t tokens
-	err = c.call(rctx, http.MethodPost, "/api/auth/refresh", nil, map[string]string{"refresh_token": disk.RefreshToken}, &t, false)
+	t, issued, err := c.refreshCall(ctx, disk.RefreshToken)
 	if err != nil {
 		if isUnauthenticated(err) {
 			c.log.Warn("parley: the login was revoked; log in again", "err", err)
@@ -260,4 +275,51 @@ func (c *Client) refresh(ctx context.Context, stale string) (credentials, error)
 	}
 	c.mu.Unlock()
 	return *next, nil
+}
+
+// refreshCall presents a refresh token and returns the new pair and when
+// it was asked for. An attempt that got no usable answer (a network error,
+// a timeout, a 5xx, a body cut short, a rate limit) is retried with the
+// same token, with backoff, for as long as a retry is sure to reach the
+// server within its grace for a token it has just rotated: the lost
+// answer may have carried the only copy of the new pair. A refusal (401
+// and the other 4xx) is returned at once. The retries stop early only when
+// the client closes; the caller's cancellation is not followed.
+func (c *Client) refreshCall(ctx context.Context, token string) (tokens, time.Time, error) {
+	first := time.Now()
+	for attempt := 0; ; attempt++ {
+		issued := time.Now()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshAttemptTimeout)
+		var t tokens
+		err := c.call(rctx, http.MethodPost, "/api/auth/refresh", nil, map[string]string{"refresh_token": token}, &t, false)
+		cancel()
+		if err == nil {
+			return t, issued, nil
+		}
+		if !answerLost(err) {
+			return tokens{}, time.Time{}, err
+		}
+		wait := backoff(attempt, refreshRetryBase, refreshRetryCap)
+		if d := parley.RetryAfter(err); d > 0 {
+			wait = d
+		}
+		if time.Since(first)+wait > refreshRetryWindow {
+			return tokens{}, time.Time{}, err
+		}
+		c.log.Warn("parley: refresh got no answer, retrying with the same token", "err", err, "attempt", attempt+1)
+		if err := sleep(c.ctx, wait); err != nil {
+			return tokens{}, time.Time{}, fmt.Errorf("%w (client closing)", err)
+		}
+	}
+}
+
+// answerLost reports whether a refresh that failed with err may have been
+// carried out by the server without its answer reaching the client, or
+// may succeed if asked again: anything but a refusal.
+func answerLost(err error) bool {
+	switch parley.ErrorCode(err) {
+	case parley.CodeUnavailable, parley.CodeInternal, parley.CodeRateLimited:
+		return true
+	}
+	return false
 }

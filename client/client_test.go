@@ -637,9 +637,11 @@ func TestSharedProfileRefresh(t *testing.T) {
 	}
 }
 
-// TestRevokedLogin: a stolen refresh token used twice revokes the login;
-// the server closes the client's socket with 4001, the client's refresh is
-// refused, and it signs out instead of reconnecting forever.
+// TestRevokedLogin: a stolen refresh token used again after its
+// successor was rotated too (beyond the server's grace for the token
+// rotated last) revokes the login; the server closes the client's socket
+// with 4001, the client's refresh is refused, and it signs out instead of
+// reconnecting forever.
 func TestRevokedLogin(t *testing.T) {
 	ts := startServer(t, server.Config{})
 	c := openClient(t, "", ts.URL)
@@ -652,10 +654,19 @@ func TestRevokedLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	thief := openClient(t, "", ts.URL)
-	for range 2 { // the second use is a reuse
+	token := cr.RefreshToken
+	for range 2 { // rotated, and its successor rotated too
 		var tk tokens
-		_ = thief.call(ctxT(t, 5*time.Second), "POST", "/api/auth/refresh", nil,
-			map[string]string{"refresh_token": cr.RefreshToken}, &tk, false)
+		if err := thief.call(ctxT(t, 5*time.Second), "POST", "/api/auth/refresh", nil,
+			map[string]string{"refresh_token": token}, &tk, false); err != nil {
+			t.Fatal(err)
+		}
+		token = tk.RefreshToken
+	}
+	// The first token again: not the one rotated last, so a reuse.
+	if err := thief.call(ctxT(t, 5*time.Second), "POST", "/api/auth/refresh", nil,
+		map[string]string{"refresh_token": cr.RefreshToken}, nil, false); !isUnauthenticated(err) {
+		t.Fatalf("reuse: %v, want unauthenticated", err)
 	}
 	waitEvent(t, c, func(ev Event) bool { return ev.Type == EventConnection && ev.State == StateSignedOut })
 	if _, ok := c.User(); ok {

@@ -49,16 +49,30 @@
 // 4001 close refreshes at once and retries once.
 //
 // Refresh tokens rotate, and presenting a rotated one revokes the whole
-// login (no grace window). So refreshes happen one at a time: a mutex in the
-// process and an advisory lock on the profile across processes (the chat
-// UI and a CLI command may share a profile, as an iOS app and its
-// extensions share a keychain item). Under the lock the client re-reads the
-// credentials file: if another process already refreshed, it adopts those
-// tokens instead of refreshing. The new pair is written (atomically: temp
-// file, fsync, rename) as soon as it arrives, and the refresh call is not
-// cancelled by its caller, because its answer is the only copy of the new
-// refresh token. A refresh answered 401 means the login is gone: the client
-// deletes the credentials and goes to StateSignedOut.
+// login, with one exception: the server accepts the token it rotated last
+// once more within a grace period (30 s by default) of the rotation, so
+// that an answer lost on the way back does not end the login. Refreshes
+// still happen one at a time: a mutex in the process and an advisory lock
+// on the profile across processes (the chat UI and a CLI command may share
+// a profile, as an iOS app and its extensions share a keychain item).
+// Under the lock the client re-reads the credentials file: if another
+// process already refreshed, it adopts those tokens instead of refreshing.
+// The new pair is written (atomically: temp file, fsync, rename) as soon
+// as it arrives, and the refresh call is not cancelled by its caller,
+// because its answer is the only copy of the new refresh token.
+//
+// A refresh that gets no answer (a network error, a reset, a timeout of
+// 10 s, a 5xx, a body cut short) may or may not have rotated the token, so
+// it is retried with the same refresh token, still under the lock, with
+// backoff (full jitter from 250 ms, doubling up to 4 s; a 429 waits its
+// retry_after_ms), as long as the retry starts within 25 s of the first
+// attempt: the grace counts from the rotation, which came after the first
+// attempt was sent, and the 5 s margin is for the retry's way to the
+// server. After that the refresh fails as unavailable, and the tokens are
+// kept for the next try (which the server refuses if it did rotate: the
+// login is then gone). Only closing the client stops the retries early. A
+// refresh answered 401 means the login is gone: the client deletes the
+// credentials and goes to StateSignedOut.
 //
 // # Connection
 //
