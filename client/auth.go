@@ -185,6 +185,39 @@ func (c *Client) signOut(reason error) {
 	c.setState(StateSignedOut, reason)
 }
 
+// disable handles a 4003 close (the account was deleted or disabled): the
+// login is forgotten, its credentials deleted (unless another process has
+// already replaced them with another account's), and the client stops in
+// StateDisabled until the next Login. The local data stays, as after a
+// revoked login.
+func (c *Client) disable(cr *credentials, reason error) {
+	c.log.Warn("parley: the account was deleted or disabled", "err", reason)
+	// Not while a Login or Logout changes the account: one that completed
+	// first, as another user, keeps its login.
+	c.authMu.Lock()
+	defer c.authMu.Unlock()
+	if unlock, err := c.profile.lockProfile(); err != nil {
+		c.log.Error("parley: delete credentials", "err", err)
+	} else {
+		disk, err := c.profile.loadCredentials()
+		if err == nil && disk != nil && cr != nil && disk.User.ID == cr.User.ID {
+			err = c.profile.deleteCredentials()
+		}
+		unlock()
+		if err != nil {
+			c.log.Error("parley: delete credentials", "err", err)
+		}
+	}
+	c.mu.Lock()
+	if c.creds != nil && cr != nil && c.creds.User.ID != cr.User.ID {
+		c.mu.Unlock()
+		return // logged in as someone else meanwhile
+	}
+	c.creds, c.disabled = nil, true
+	c.mu.Unlock()
+	c.setState(StateDisabled, reason)
+}
+
 // freshCredentials returns the login with an access token that is not past
 // 80% of its lifetime, refreshing it if needed.
 func (c *Client) freshCredentials(ctx context.Context) (credentials, error) {

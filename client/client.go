@@ -365,10 +365,7 @@ func (c *Client) connectLoop() {
 			attempt, authRetried = 0, false
 			continue
 		case errors.As(err, &disabled):
-			c.mu.Lock()
-			c.disabled = true
-			c.mu.Unlock()
-			c.setState(StateDisabled, err)
+			c.disable(cr, err)
 			continue
 		case errors.As(err, &unauth):
 			// The token expired or was revoked under the connection:

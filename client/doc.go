@@ -95,9 +95,10 @@
 // keeps a list of server URLs and moves to the next after a failed dial or
 // a 1001 close (the node is restarting or draining). Close codes: 4001:
 // refresh, reconnect at once (a second refusal in a row goes through the
-// backoff); 4003: the account is disabled, stop until the next Login (the
-// state is StateDisabled); 1001, 1013, 1011, 1006 and the rest: reconnect
-// with backoff.
+// backoff); 4003: the account was deleted or disabled: the client deletes
+// the credentials (keeping the local data, as after a revoked login) and
+// stops until the next Login, in StateDisabled; 1001, 1013, 1011, 1006
+// and the rest: reconnect with backoff.
 //
 // # After hello
 //

@@ -192,7 +192,12 @@ func (s *session) read() error {
 	for {
 		_, data, err := s.ws.Read(s.ctx)
 		if err != nil {
-			if cause := context.Cause(s.ctx); cause != nil {
+			// The server's close code says more than a write that failed
+			// meanwhile because the server closed (a 4003 must not look
+			// like a lost link); the client's own reasons to end win.
+			cause := context.Cause(s.ctx)
+			if cause != nil && (closeStatus(err) == -1 || errors.Is(cause, errRestart) ||
+				errors.Is(cause, errClosing) || errors.Is(cause, errSignedOut)) {
 				return cause
 			}
 			s.mu.Lock()
