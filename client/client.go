@@ -91,6 +91,9 @@ type Client struct {
 	// refreshMu makes refreshes happen one at a time in this process (the
 	// profile lock does it across processes).
 	refreshMu sync.Mutex
+	// appMu orders the app.state writes (SetAppState, a new connection's);
+	// it is taken before mu.
+	appMu sync.Mutex
 
 	// kick wakes the connection loop (a login, Reconnect); sendKick the
 	// outbox sender; receiptKick the receipt sender.
@@ -112,6 +115,9 @@ type Client struct {
 	// rooms are the conversations the application joined; they are joined
 	// again on every connection.
 	rooms map[string]bool
+	// appState is the application's state (SetAppState); a background one
+	// is sent again on every connection.
+	appState AppState
 	// changed is closed and replaced whenever the state, the sync or the
 	// outbox changed: waiters (WaitSynced, WaitSent) re-check then.
 	changed chan struct{}
@@ -135,6 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		receiptKick: make(chan struct{}, 1),
 		state:       StateSignedOut,
 		rooms:       map[string]bool{},
+		appState:    AppForeground,
 		changed:     make(chan struct{}),
 	}
 	if c.log == nil {
@@ -241,6 +248,24 @@ func (c *Client) User() (parley.User, bool) {
 		return parley.User{}, false
 	}
 	return c.creds.User, true
+}
+
+// Hello is what the server said when a connection opened: the user, the
+// connection's session id, its device id (the login, that is the
+// refresh-token family, which the server counts as one device for push
+// notifications; empty from a server without that extension), the
+// server's clock and the heartbeat.
+type Hello = wire.Hello
+
+// Hello returns the hello of the current connection; false while not
+// connected.
+func (c *Client) Hello() (Hello, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sess == nil {
+		return Hello{}, false
+	}
+	return c.sess.hello, true
 }
 
 // me returns the logged-in user's id, or "" when signed out.
@@ -443,17 +468,25 @@ func (c *Client) runSession() (established bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	c.appMu.Lock()
 	c.mu.Lock()
 	if c.closed || c.paused || c.creds == nil || c.creds.User.ID != s.me {
 		c.mu.Unlock()
+		c.appMu.Unlock()
 		s.cancel(errRestart)
 		s.ws.CloseNow()
 		return true, errRestart
 	}
 	c.sess = s
+	app := c.appState
 	c.mu.Unlock()
+	// Before any other frame: the connection counts as showing messages
+	// (no pushes) until the server hears that the app is in the background.
+	c.announceAppState(s, app)
+	c.appMu.Unlock()
 	c.setState(StateOnline, nil)
-	c.log.Info("parley: connected", "server", c.servers[idx].Redacted(), "session", s.hello.SessionID)
+	c.log.Info("parley: connected", "server", c.servers[idx].Redacted(), "session", s.hello.SessionID,
+		"device", s.hello.DeviceID)
 
 	s.wg.Add(5)
 	go s.watchdog()

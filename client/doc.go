@@ -100,9 +100,27 @@
 // stops until the next Login, in StateDisabled; 1001, 1013, 1011, 1006
 // and the rest: reconnect with backoff.
 //
+// Hello returns the current connection's hello, with its device_id: the
+// login (refresh-token family), which the server counts as one device for
+// push notifications and for delivered receipts.
+//
+// # App state
+//
+// SetAppState(AppBackground) tells the server (the app.state extension)
+// that the application went to the background: from then on, this
+// connection does not count as one that shows new messages, and the user
+// gets push notifications as if it were closed, while the connection still
+// gets every frame. SetAppState(AppForeground) undoes it. The state is
+// remembered: a new connection starts in the foreground on the server, so
+// while the application is in the background the client sends background
+// again right after hello, before any other frame (a connection that
+// counted as live would hold pushes back). Offline, SetAppState only
+// records the state. An iOS app calls it from its scene phase changes.
+//
 // # After hello
 //
-// On every connection, in parallel:
+// On every connection, first, while the application is in the background,
+// app.state background (see App state); then in parallel:
 //
 //  1. The rooms the application joined are joined again (room.join).
 //  2. Sync: one sync frame lists, for each conversation the store has a

@@ -278,33 +278,61 @@ func (s *session) write(typ, id string, payload any) error {
 // id. An error frame comes back as a *parley.Error; a lost connection as
 // errConnLost.
 func (s *session) request(ctx context.Context, typ string, payload any) (wire.Frame, error) {
-	ch := make(chan wire.Frame, 1)
-	s.mu.Lock()
-	s.nextID++
-	id := strconv.FormatUint(s.nextID, 10)
-	s.waiters[id] = ch
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.waiters, id)
-		s.mu.Unlock()
-	}()
-	if err := s.write(typ, id, payload); err != nil {
+	p, err := s.start(typ, payload)
+	if err != nil {
 		return wire.Frame{}, err
 	}
+	return p.wait(ctx)
+}
+
+// pending is a request on the wire whose reply has not been taken yet.
+type pending struct {
+	s   *session
+	id  string
+	typ string
+	ch  chan wire.Frame
+}
+
+// start sends a frame with a fresh id; wait takes its reply. Splitting the
+// two lets a caller order its writes under a lock without waiting for the
+// answers under it.
+func (s *session) start(typ string, payload any) (*pending, error) {
+	p := &pending{s: s, typ: typ, ch: make(chan wire.Frame, 1)}
+	s.mu.Lock()
+	s.nextID++
+	p.id = strconv.FormatUint(s.nextID, 10)
+	s.waiters[p.id] = p.ch
+	s.mu.Unlock()
+	if err := s.write(typ, p.id, payload); err != nil {
+		s.forget(p.id)
+		return nil, err
+	}
+	return p, nil
+}
+
+// forget drops the waiter of a request.
+func (s *session) forget(id string) {
+	s.mu.Lock()
+	delete(s.waiters, id)
+	s.mu.Unlock()
+}
+
+// wait waits for the reply of a request started with start.
+func (p *pending) wait(ctx context.Context) (wire.Frame, error) {
+	defer p.s.forget(p.id)
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	select {
-	case f := <-ch:
+	case f := <-p.ch:
 		if f.Type == wire.TypeError {
 			return f, frameError(f)
 		}
 		return f, nil
-	case <-s.ctx.Done():
+	case <-p.s.ctx.Done():
 		return wire.Frame{}, errConnLost
 	case <-ctx.Done():
-		if s.ctx.Err() == nil && ctx.Err() == context.DeadlineExceeded {
-			return wire.Frame{}, parley.Errorf(parley.CodeUnavailable, "no reply to %s", typ)
+		if p.s.ctx.Err() == nil && ctx.Err() == context.DeadlineExceeded {
+			return wire.Frame{}, parley.Errorf(parley.CodeUnavailable, "no reply to %s", p.typ)
 		}
 		return wire.Frame{}, ctx.Err()
 	}
