@@ -205,6 +205,12 @@
 // does not reach back to the read watermark, the server's unread_count of
 // the last conversation object plus the messages of others since is used.
 //
+// A conversation's MutedUntil comes with its object (nil: not muted;
+// parley.MutedForever: for ever); Conversation.Muted(now) says whether it
+// is muted. A muted conversation keeps its own unread count, but
+// TotalUnread, the sum for an app badge, leaves it out, as the server's
+// push badge does.
+//
 // # Typing and presence
 //
 // Typing(conv) is called on each keystroke and never blocks: "started" goes

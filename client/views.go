@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"math"
+	"time"
 
 	"github.com/parley-chat/parley"
 )
@@ -46,6 +47,15 @@ type Conversation struct {
 	parley.Conversation
 	// Removed says the user is no longer a member.
 	Removed bool `json:"removed,omitempty"`
+}
+
+// Muted reports whether the user has muted the conversation at time now:
+// its MutedUntil (from the server's object; nil when not muted,
+// parley.MutedForever for ever) is later than now. A muted conversation
+// sends the user no push notifications and does not count in TotalUnread;
+// its messages still arrive, and its own UnreadCount is unchanged.
+func (c Conversation) Muted(now time.Time) bool {
+	return c.MutedUntil != nil && c.MutedUntil.After(now)
 }
 
 // statusOf derives the status of a stored message from the watermarks of
@@ -154,6 +164,24 @@ func (c *Client) Conversations(ctx context.Context) ([]Conversation, error) {
 		out = append(out, v)
 	}
 	return out, nil
+}
+
+// TotalUnread returns the sum of the unread counts of the conversations
+// that are not muted now: what the server's push notifications put on the
+// app's badge, computed from the local store. It does no network I/O.
+func (c *Client) TotalUnread(ctx context.Context) (int64, error) {
+	convs, err := c.Conversations(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now := time.Now()
+	var n int64
+	for _, v := range convs {
+		if !v.Muted(now) {
+			n += v.UnreadCount
+		}
+	}
+	return n, nil
 }
 
 // Conversation returns one conversation from the local store; not_found
