@@ -127,7 +127,11 @@ const (
 
 // DeviceToken is a push destination registered by a user's device.
 type DeviceToken struct {
-	UserID      string   `json:"user_id"`
+	UserID string `json:"user_id"`
+	// DeviceID is the login (refresh-token family) whose access token
+	// registered the token: the device. Empty for a token registered before
+	// devices were told apart, which follows its user.
+	DeviceID    string   `json:"device_id,omitempty"`
 	Platform    Platform `json:"platform"`
 	Token       string   `json:"token"`
 	Environment string   `json:"environment,omitempty"`

@@ -91,7 +91,7 @@ type ConversationChange struct {
 func (c *ConversationChange) For(userID string) Conversation {
 	conv := c.Conversation
 	if v, ok := c.Views[userID]; ok {
-		conv.ReadSeq, conv.UnreadCount = v.ReadSeq, v.UnreadCount
+		conv.ReadSeq, conv.UnreadCount, conv.MutedUntil = v.ReadSeq, v.UnreadCount, v.MutedUntil
 	}
 	return conv
 }
@@ -100,6 +100,8 @@ func (c *ConversationChange) For(userID string) Conversation {
 type MemberView struct {
 	ReadSeq     int64 `json:"read_seq"`
 	UnreadCount int64 `json:"unread_count"`
+	// MutedUntil is the member's mute (see Conversation.MutedUntil).
+	MutedUntil *Time `json:"muted_until,omitempty"`
 }
 
 // SessionRevoked names a revoked refresh-token family.

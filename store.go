@@ -1,6 +1,9 @@
 package parley
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // Store is the durable state of Parley. Implementations (SQLite now,
 // PostgreSQL next) check membership themselves: a conversation the caller is
@@ -29,9 +32,11 @@ type Store interface {
 	// RotateRefreshToken replaces the active token whose hash is oldHash by
 	// next (which carries no family or user: they are taken from the old
 	// token). A token that was already rotated revokes its whole family and
-	// publishes EventSessionRevoked; it, an unknown, an expired or a revoked
-	// token answer unauthenticated.
-	RotateRefreshToken(ctx context.Context, oldHash string, next RefreshToken) (RefreshToken, error)
+	// publishes EventSessionRevoked, unless it is the one rotated last and
+	// was rotated less than grace ago (a lost answer): then next is issued
+	// again as another child of it. A reused, unknown, expired or revoked
+	// token answers unauthenticated.
+	RotateRefreshToken(ctx context.Context, oldHash string, next RefreshToken, grace time.Duration) (RefreshToken, error)
 	// RevokeSession revokes the family of the token whose hash is given and
 	// publishes EventSessionRevoked. An unknown token changes nothing.
 	RevokeSession(ctx context.Context, tokenHash string) error
@@ -66,7 +71,9 @@ type Store interface {
 	Messages(ctx context.Context, conversationID, callerID string, q HistoryQuery) (msgs []Message, hasMore bool, err error)
 	// MarkReceipt moves callerID's watermark forward (clamped to last_seq;
 	// read moves delivered too) and, when it moved, publishes a receipt.
-	MarkReceipt(ctx context.Context, conversationID, callerID string, kind ReceiptKind, seq int64) (moved bool, err error)
+	// deviceID is the login the receipt came from ("" if none): what that
+	// device confirmed is recorded for its push notifications.
+	MarkReceipt(ctx context.Context, callerID, conversationID string, kind ReceiptKind, seq int64, deviceID string) (moved bool, err error)
 
 	// SetMute mutes a conversation for callerID until the given time, or
 	// for ever when until is nil: a muted conversation sends callerID no

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/push"
 	"github.com/parley-chat/parley/internal/server"
 )
 
@@ -31,6 +33,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		writers   = fs.Int("db-writers", 0, "PostgreSQL writer connections, each committing batches of writes (default 4)")
 		origins   = fs.String("origins", "", "extra allowed WebSocket origins, comma separated")
 		accessTTL = fs.Duration("access-ttl", 0, "access-token lifetime (default 15m)")
+		grace     = fs.Duration("refresh-grace", auth.DefaultRefreshGrace, "how long the refresh token rotated last may be presented again for a new pair (a lost answer); 0: never")
+		confirm   = fs.Duration("push-confirm-delay", push.DefaultConfirmDelay, "how long a push held back for a device's foreground connection waits for that device's delivered receipt before it is sent anyway")
 		heartbeat = fs.Duration("heartbeat", 0, "WebSocket ping interval (default 25s)")
 		maxFrame  = fs.Int64("max-frame-bytes", 64<<10, "largest client WebSocket message in bytes")
 		sendQueue = fs.Int("send-queue", 256, "frames queued per connection before it is closed with 1013")
@@ -60,6 +64,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	webPush.Disabled = !*webPushOn
+	if *grace == 0 {
+		*grace = -1 // the flag's 0 is "never"; the config's is the default
+	}
 
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -85,6 +92,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Writers:          *writers,
 		Origins:          allowed,
 		AccessTTL:        *accessTTL,
+		RefreshGrace:     *grace,
+		PushConfirmDelay: *confirm,
 		Heartbeat:        *heartbeat,
 		MaxFrameBytes:    *maxFrame,
 		SendQueue:        *sendQueue,

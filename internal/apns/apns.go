@@ -205,13 +205,21 @@ func (s *Sender) post(ctx context.Context, target, jwt string, body []byte, a pu
 	h := req.Header
 	h.Set("authorization", "bearer "+jwt)
 	h.Set("apns-topic", s.topic)
+	// A badge update is an alert push without alert or sound, which Apple
+	// wants sent at priority 5 (it may be delayed to save power); a
+	// background push (content-available) could carry nothing else.
 	h.Set("apns-push-type", "alert")
-	h.Set("apns-priority", "10")
+	if a.BadgeOnly {
+		h.Set("apns-priority", "5")
+	} else {
+		h.Set("apns-priority", "10")
+	}
 	h.Set("apns-expiration", strconv.FormatInt(expires.Unix(), 10))
-	if a.MessageID != "" {
-		// A push sent again (at least once) replaces the notification
-		// already shown rather than adding a second one.
-		h.Set("apns-collapse-id", a.MessageID)
+	if a.ConversationID != "" {
+		// One notification per conversation, as the contract describes:
+		// a newer message replaces the one shown, and a push sent again
+		// (at least once) replaces itself rather than showing twice.
+		h.Set("apns-collapse-id", a.ConversationID)
 	}
 	h.Set("content-type", "application/json")
 	resp, err := s.client.Do(req)
@@ -297,11 +305,25 @@ func NewPayload(a push.Alert) Payload {
 // maxPayload is APNs's limit on an alert's payload.
 const maxPayload = 4096
 
+// BadgePayload is the body of a badge update: {"aps":{"badge":N}}, no
+// alert and no sound.
+type BadgePayload struct {
+	APS struct {
+		Badge int `json:"badge"`
+	} `json:"aps"`
+}
+
 func encodePayload(a push.Alert) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false) // <, > and & as themselves: fewer bytes
-	if err := enc.Encode(NewPayload(a)); err != nil {
+	var v any = NewPayload(a)
+	if a.BadgeOnly {
+		var p BadgePayload
+		p.APS.Badge = a.Badge
+		v = p
+	}
+	if err := enc.Encode(v); err != nil {
 		return nil, fmt.Errorf("apns: encode payload: %w", err)
 	}
 	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))

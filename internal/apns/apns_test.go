@@ -101,8 +101,14 @@ func TestSend(t *testing.T) {
 	if got := p.Header.Get("apns-expiration"); got != strconv.FormatInt(expires.Unix(), 10) {
 		t.Errorf("apns-expiration %s, want %d", got, expires.Unix())
 	}
-	if got := p.Header.Get("apns-collapse-id"); got != alert.MessageID {
-		t.Errorf("apns-collapse-id %q, want the message id", got)
+	for k, want := range map[string]string{
+		"apns-collapse-id": alert.ConversationID, // one notification per conversation
+		"apns-push-type":   "alert",
+		"apns-priority":    "10",
+	} {
+		if got := p.Header.Get(k); got != want {
+			t.Errorf("%s %q, want %q", k, got, want)
+		}
 	}
 
 	// A direct conversation's alert has no subtitle key at all.
@@ -114,6 +120,33 @@ func TestSend(t *testing.T) {
 	}
 	if strings.Contains(string(b), "subtitle") {
 		t.Errorf("direct payload %s has a subtitle", b)
+	}
+}
+
+// TestSendBadgeOnly sends a badge update: an alert push at priority 5 whose
+// aps holds the badge and nothing else, as Apple asks.
+func TestSendBadgeOnly(t *testing.T) {
+	s := apnstest.New(t)
+	snd := newSender(t, s, nil)
+	expires := time.Now().Add(7 * 24 * time.Hour).Truncate(time.Second)
+	if err := snd.Send(context.Background(), device("00aa11bb"), push.Alert{BadgeOnly: true, Badge: 2, Expires: expires}); err != nil {
+		t.Fatal(err)
+	}
+	noProblems(t, s)
+	ps := s.PushesTo("00aa11bb")
+	if len(ps) != 1 || !ps[0].BadgeOnly || ps[0].Payload.APS.Badge != 2 {
+		t.Fatalf("pushes %+v, want one badge update to 2", ps)
+	}
+	h := ps[0].Header
+	for k, want := range map[string]string{
+		"apns-push-type":   "alert",
+		"apns-priority":    "5",
+		"apns-collapse-id": "",
+		"apns-expiration":  strconv.FormatInt(expires.Unix(), 10),
+	} {
+		if got := h.Get(k); got != want {
+			t.Errorf("%s %q, want %q", k, got, want)
+		}
 	}
 }
 

@@ -24,13 +24,17 @@ import (
 
 const issuer = "parley"
 
+// DefaultRefreshGrace is the default of Options.RefreshGrace: the contract's
+// 30 s.
+const DefaultRefreshGrace = 30 * time.Second
+
 // Store is what the auth service needs from storage.
 type Store interface {
 	CreateUser(ctx context.Context, u parley.User, passwordHash string) error
 	UserByUsername(ctx context.Context, username string) (parley.User, string, error)
 	UserByID(ctx context.Context, id string) (parley.User, error)
 	CreateSession(ctx context.Context, first parley.RefreshToken) error
-	RotateRefreshToken(ctx context.Context, oldHash string, next parley.RefreshToken) (parley.RefreshToken, error)
+	RotateRefreshToken(ctx context.Context, oldHash string, next parley.RefreshToken, grace time.Duration) (parley.RefreshToken, error)
 	RevokeSession(ctx context.Context, tokenHash string) error
 	SessionActive(ctx context.Context, familyID string) (bool, error)
 }
@@ -39,7 +43,12 @@ type Store interface {
 type Options struct {
 	AccessTTL  time.Duration // default 15 minutes
 	RefreshTTL time.Duration // default 30 days
-	Argon2     Argon2Params  // default DefaultArgon2
+	// RefreshGrace is how long after a refresh token was rotated it may be
+	// presented again and still answer a new pair, because the answer that
+	// carried its successor may have been lost (default 30 s; negative:
+	// none, every reuse revokes the family).
+	RefreshGrace time.Duration
+	Argon2       Argon2Params // default DefaultArgon2
 	// HashConcurrency bounds the argon2id computations running at once;
 	// default the number of CPUs.
 	HashConcurrency int
@@ -68,6 +77,7 @@ type Service struct {
 	key        ed25519.PrivateKey
 	accessTTL  time.Duration
 	refreshTTL time.Duration
+	grace      time.Duration
 	hasher     *hasher
 	parser     *jwt.Parser
 	// dummyHash is verified against when a user does not exist, so that a
@@ -83,6 +93,9 @@ func New(store Store, key ed25519.PrivateKey, opts Options) (*Service, error) {
 	if opts.RefreshTTL <= 0 {
 		opts.RefreshTTL = 30 * 24 * time.Hour
 	}
+	if opts.RefreshGrace == 0 {
+		opts.RefreshGrace = DefaultRefreshGrace
+	}
 	if opts.Argon2 == (Argon2Params{}) {
 		opts.Argon2 = DefaultArgon2
 	}
@@ -94,6 +107,7 @@ func New(store Store, key ed25519.PrivateKey, opts Options) (*Service, error) {
 		key:        key,
 		accessTTL:  opts.AccessTTL,
 		refreshTTL: opts.RefreshTTL,
+		grace:      max(opts.RefreshGrace, 0),
 		hasher:     newHasher(opts.Argon2, opts.HashConcurrency),
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
@@ -177,7 +191,9 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 }
 
 // Refresh rotates a refresh token into a new pair. Presenting a token that
-// was already rotated revokes its family.
+// was already rotated revokes its family, unless it is the one rotated last
+// and the grace period since its rotation has not passed: then it answers
+// another new pair, as a lost answer needs.
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
 	if refreshToken == "" {
 		return Tokens{}, parley.Errorf(parley.CodeInvalidArgument, "refresh_token is required")
@@ -189,7 +205,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	next, err := s.store.RotateRefreshToken(ctx, hashRefresh(refreshToken), parley.RefreshToken{
 		Hash:      hash,
 		ExpiresAt: parley.NewTime(time.Now().Add(s.refreshTTL)),
-	})
+	}, s.grace)
 	if err != nil {
 		return Tokens{}, err
 	}

@@ -66,7 +66,7 @@ func (m *memStore) CreateSession(_ context.Context, t parley.RefreshToken) error
 	return nil
 }
 
-func (m *memStore) RotateRefreshToken(context.Context, string, parley.RefreshToken) (parley.RefreshToken, error) {
+func (m *memStore) RotateRefreshToken(context.Context, string, parley.RefreshToken, time.Duration) (parley.RefreshToken, error) {
 	return parley.RefreshToken{}, parley.Errorf(parley.CodeUnauthenticated, "not in this fake")
 }
 

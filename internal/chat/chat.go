@@ -318,8 +318,10 @@ func (s *Service) Send(ctx context.Context, senderID string, p SendParams) (parl
 	})
 }
 
-// Receipt moves callerID's delivered or read watermark forward.
-func (s *Service) Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64) error {
+// Receipt moves callerID's delivered or read watermark forward. deviceID is
+// the login it came from ("" if unknown), whose own confirmation is
+// recorded for its push notifications.
+func (s *Service) Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64, deviceID string) error {
 	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return err
 	}
@@ -335,7 +337,7 @@ func (s *Service) Receipt(ctx context.Context, callerID, conversationID string, 
 	if err := s.writable(); err != nil {
 		return err
 	}
-	_, err := s.store.MarkReceipt(ctx, conversationID, callerID, kind, seq)
+	_, err := s.store.MarkReceipt(ctx, callerID, conversationID, kind, seq, deviceID)
 	return err
 }
 
@@ -386,8 +388,9 @@ func (s *Service) LastSeen(ctx context.Context, userIDs []string) (map[string]pa
 	return s.store.LastSeen(ctx, userIDs)
 }
 
-// RegisterDeviceToken registers a push token for callerID.
-func (s *Service) RegisterDeviceToken(ctx context.Context, callerID string, platform parley.Platform, token, environment string) (bool, error) {
+// RegisterDeviceToken registers a push token for callerID's device
+// deviceID (the login whose access token made the call).
+func (s *Service) RegisterDeviceToken(ctx context.Context, callerID string, platform parley.Platform, token, environment, deviceID string) (bool, error) {
 	if err := s.allow(ctx, LimitRequest, callerID); err != nil {
 		return false, err
 	}
@@ -412,7 +415,7 @@ func (s *Service) RegisterDeviceToken(ctx context.Context, callerID string, plat
 		return false, err
 	}
 	return s.store.PutDeviceToken(ctx, parley.DeviceToken{
-		UserID: callerID, Platform: platform, Token: token, Environment: environment, CreatedAt: parley.Now(),
+		UserID: callerID, DeviceID: deviceID, Platform: platform, Token: token, Environment: environment, CreatedAt: parley.Now(),
 	})
 }
 

@@ -118,6 +118,20 @@ func TestAccounts(t *testing.T) {
 	})
 }
 
+// TestRefreshAfterGrace presents a rotated refresh token again after the
+// grace period: that is reuse, and the family is revoked.
+func TestRefreshAfterGrace(t *testing.T) {
+	t.Parallel()
+	const grace = 500 * time.Millisecond
+	n := startNode(t, func(c *server.Config) { c.RefreshGrace = grace })
+	u := n.register(t, "late")
+	pair := n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": u.refresh}).want(t, http.StatusOK)
+	time.Sleep(grace + 200*time.Millisecond)
+	n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": u.refresh}).wantProblem(t, 401, "unauthenticated")
+	n.do(t, "GET", "/api/users/me", pair["access_token"].(string), nil).wantProblem(t, 401, "unauthenticated")
+	n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": pair["refresh_token"]}).wantProblem(t, 401, "unauthenticated")
+}
+
 func TestRefreshAndLogout(t *testing.T) {
 	t.Parallel()
 	n := startNode(t)
@@ -144,6 +158,27 @@ func TestRefreshAndLogout(t *testing.T) {
 		// Another login of the same user is not of that family.
 		other := login(u.name)
 		me(other["access_token"].(string)).want(t, http.StatusOK)
+	})
+
+	t.Run("a lost refresh answer", func(t *testing.T) {
+		u := n.register(t, "lost")
+		// The answer carrying lost is lost: the client presents its token
+		// again, within the grace period, and gets a pair that works.
+		lost := n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": u.refresh}).want(t, http.StatusOK)
+		again := n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": u.refresh}).want(t, http.StatusOK)
+		checkTokens(t, "refresh again", again)
+		if again["refresh_token"] == lost["refresh_token"] {
+			t.Fatal("the repeated refresh returned the same refresh token")
+		}
+		me(again["access_token"].(string)).want(t, http.StatusOK)
+		next := n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": again["refresh_token"]}).want(t, http.StatusOK)
+		me(next["access_token"].(string)).want(t, http.StatusOK)
+		// The pair nobody received is void, and presenting it ends nothing.
+		n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": lost["refresh_token"]}).wantProblem(t, 401, "unauthenticated")
+		me(next["access_token"].(string)).want(t, http.StatusOK)
+		// Once a child was used, the first token again is theft.
+		n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": u.refresh}).wantProblem(t, 401, "unauthenticated")
+		me(next["access_token"].(string)).wantProblem(t, 401, "unauthenticated")
 	})
 
 	t.Run("logout", func(t *testing.T) {

@@ -88,14 +88,31 @@ func poll(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// waitPushes waits until the stand-in accepted count pushes for token and
-// returns them in seq order.
+// waitPushes waits until the stand-in accepted count alert pushes (badge
+// updates left out) for token and returns them in seq order.
 func waitPushes(t *testing.T, s *apnstest.Server, token string, count int) []apnstest.Push {
 	t.Helper()
-	poll(t, fmt.Sprintf("%d pushes", count), func() bool { return len(s.PushesTo(token)) >= count })
-	ps := s.PushesTo(token)
+	poll(t, fmt.Sprintf("%d pushes", count), func() bool { return len(alerts(s.PushesTo(token))) >= count })
+	ps := alerts(s.PushesTo(token))
 	slices.SortFunc(ps, func(a, b apnstest.Push) int { return int(a.Payload.Seq - b.Payload.Seq) })
 	return ps
+}
+
+// waitBadges waits until the stand-in accepted count badge updates for
+// token and returns them in the order they came.
+func waitBadges(t *testing.T, s *apnstest.Server, token string, count int) []apnstest.Push {
+	t.Helper()
+	var bs []apnstest.Push
+	poll(t, fmt.Sprintf("%d badge updates", count), func() bool {
+		bs = slices.DeleteFunc(s.PushesTo(token), func(p apnstest.Push) bool { return !p.BadgeOnly })
+		return len(bs) >= count
+	})
+	return bs
+}
+
+// alerts leaves the badge updates out of ps.
+func alerts(ps []apnstest.Push) []apnstest.Push {
+	return slices.DeleteFunc(ps, func(p apnstest.Push) bool { return p.BadgeOnly })
 }
 
 func noProblems(t *testing.T, s *apnstest.Server) {
@@ -170,11 +187,11 @@ func TestPushOfflineRecipient(t *testing.T) {
 	if len(pa) != 1 || pa[0].Payload.MessageID != reply["id"] || pa[0].Payload.APS.Badge != 1 {
 		t.Errorf("alice's pushes %+v, want one for bob's reply with badge 1", pa)
 	}
-	if got := len(s.PushesTo(tokB)); got != 4 {
+	if got := len(alerts(s.PushesTo(tokB))); got != 4 {
 		t.Errorf("bob got %d pushes for 4 messages (his own reply included?)", got)
 	}
 	ids := map[string]bool{}
-	for _, p := range s.PushesTo(tokB) {
+	for _, p := range alerts(s.PushesTo(tokB)) {
 		if ids[p.Payload.MessageID] {
 			t.Errorf("two pushes for message %s", p.Payload.MessageID)
 		}
@@ -215,8 +232,17 @@ func TestPushOnlineAndBackground(t *testing.T) {
 	const skipped = `parley_push_skipped_total{platform="ios"}`
 
 	ws, _ := n.connect(t, bob, "bob")
-	n.send(t, alice, conv, "while online")
+	// confirm says, as a client must, that this device received seq.
+	confirm := func(seq int64) {
+		t.Helper()
+		ws.request("receipt", "d", obj{"conversation_id": conv, "kind": "delivered", "seq": seq})
+		if f := ws.reply("d"); f.typ != "ok" {
+			t.Fatalf("receipt answered %v", f)
+		}
+	}
+	first := n.send(t, alice, conv, "while online")
 	ws.event("message.new", nil)
+	confirm(wantInt(t, "first", first, "seq"))
 	poll(t, "the push to be skipped", func() bool { return n.metric(t, skipped) == 1 })
 	if ps := s.PushesTo(tokB); len(ps) != 0 {
 		t.Fatalf("an online recipient got pushes: %+v", ps)
@@ -239,7 +265,9 @@ func TestPushOnlineAndBackground(t *testing.T) {
 	if f := ws.reply("fg"); f.typ != "ok" {
 		t.Fatalf("app.state answered %v", f)
 	}
-	n.send(t, alice, conv, "foreground again")
+	again := n.send(t, alice, conv, "foreground again")
+	ws.event("message.new", nil)
+	confirm(wantInt(t, "again", again, "seq"))
 	poll(t, "the push to be skipped", func() bool { return n.metric(t, skipped) == 2 })
 	if got := len(s.PushesTo(tokB)); got != 1 {
 		t.Errorf("%d pushes, want still 1", got)

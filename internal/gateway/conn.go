@@ -99,11 +99,25 @@ type conn struct {
 	// by begin before the connection is ready, called by release.
 	unwatch func()
 
+	// deviceID is the login (refresh-token family) of the token in force:
+	// the device the connection belongs to, for push notifications. Set
+	// before the connection is indexed, and by a re-auth.
+	deviceID atomic.Pointer[string]
+
 	mu         sync.Mutex // guards familyID, expiry, rooms and registered
 	familyID   string
 	expiry     *time.Timer
 	rooms      map[string]struct{} // conversations joined
 	registered bool                // in the user index (counted in Connections)
+}
+
+// device returns the login the connection belongs to ("" before
+// authentication).
+func (c *conn) device() string {
+	if d := c.deviceID.Load(); d != nil {
+		return *d
+	}
+	return ""
 }
 
 func newConn(g *Gateway, ws *websocket.Conn) (*conn, error) {
@@ -389,9 +403,11 @@ func (c *conn) begin(claims auth.Claims, token, helloID string) bool {
 		}
 		c.unwatch = release
 	}
+	c.deviceID.Store(&claims.FamilyID)
 	hello, err := wire.Encode(wire.TypeHello, helloID, wire.Hello{
 		UserID:     c.userID,
 		SessionID:  c.id,
+		DeviceID:   claims.FamilyID,
 		ServerTime: parley.Now(),
 		HeartbeatS: c.g.heartbeatS,
 	})

@@ -84,7 +84,7 @@ type Authenticator interface {
 // *chat.Service implements it.
 type Chat interface {
 	Send(ctx context.Context, senderID string, p chat.SendParams) (parley.Message, bool, error)
-	Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64) error
+	Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64, deviceID string) error
 	Typing(ctx context.Context, callerID, conversationID string, state parley.TypingState) error
 	MemberIDs(ctx context.Context, callerID, conversationID string) ([]string, error)
 	Sync(ctx context.Context, callerID string, req wire.Sync) (wire.SyncResult, error)
@@ -97,14 +97,16 @@ type Chat interface {
 // it its own, and asks it about everyone's. *presence.Directory
 // implements it.
 type Directory interface {
-	// Set records the user's connections on this node and how many of them
-	// are in the foreground.
-	Set(userID string, conns, foreground int)
+	// Set records the user's connections on this node, how many of them
+	// are in the foreground, and the devices of those (sorted; the
+	// directory keeps the slice).
+	Set(userID string, conns, foreground int, devices []string)
 	// Online reports whether the user has a connection on any node.
 	Online(userID string) bool
-	// HasForegroundConnection reports whether the user has, on any node, a
-	// connection whose app is in the foreground.
-	HasForegroundConnection(userID string) bool
+	// HasForegroundConnection reports whether the user's device has, on
+	// any node, a connection whose app is in the foreground ("": any
+	// device).
+	HasForegroundConnection(userID, deviceID string) bool
 }
 
 // Interest makes the bus deliver a user's events to this node.

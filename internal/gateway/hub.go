@@ -32,8 +32,10 @@ type userEntry struct {
 	// presenceMu serializes the user's changes to the directory, so that
 	// they reach it in the order they happened.
 	presenceMu sync.Mutex
-	// The counts last given to the directory; guarded by presenceMu.
+	// The counts and foreground devices last given to the directory;
+	// guarded by presenceMu.
 	setConns, setForeground int
+	setDevices              []string
 }
 
 // roomShard indexes the rooms (conversations) that connections here joined.
@@ -142,12 +144,13 @@ func (g *Gateway) entryOf(userID string) *userEntry {
 	return sh.users[userID]
 }
 
-// HasForegroundConnection reports whether userID has, on any node, a
-// connection whose app is not in the background (see app.state): one that
-// will show a new message at once, so that a push would be noise. It asks
-// the directory, and is safe for concurrent use.
-func (g *Gateway) HasForegroundConnection(userID string) bool {
-	return g.dir.HasForegroundConnection(userID)
+// HasForegroundConnection reports whether the device deviceID (a login) of
+// userID has, on any node, a connection whose app is not in the background
+// (see app.state): one that will show a new message at once, so that a
+// push to that device would be noise. An empty deviceID asks about any
+// device. It asks the directory, and is safe for concurrent use.
+func (g *Gateway) HasForegroundConnection(userID, deviceID string) bool {
+	return g.dir.HasForegroundConnection(userID, deviceID)
 }
 
 // syncPresence gives the directory the user's current counts of
@@ -164,18 +167,30 @@ func (g *Gateway) syncPresence(userID string, e *userEntry) (flipped bool) {
 	e.presenceMu.Lock()
 	defer e.presenceMu.Unlock()
 	sh := &g.users[g.shard(userID)]
+	// A user has a few devices: the list is built on the stack, and
+	// copied only when it changed.
+	var buf [8]string
+	devices := buf[:0]
 	sh.mu.RLock()
 	conns, fg := len(e.conns), 0
 	for _, c := range e.conns {
 		if !c.background.Load() && !c.closing() {
 			fg++
+			if d := c.device(); !slices.Contains(devices, d) {
+				devices = append(devices, d)
+			}
 		}
 	}
 	sh.mu.RUnlock()
-	if conns != e.setConns || fg != e.setForeground {
+	slices.Sort(devices)
+	if conns != e.setConns || fg != e.setForeground || !slices.Equal(devices, e.setDevices) {
 		flipped = (conns > 0) != (e.setConns > 0)
-		g.dir.Set(userID, conns, fg)
 		e.setConns, e.setForeground = conns, fg
+		e.setDevices = nil
+		if len(devices) > 0 {
+			e.setDevices = slices.Clone(devices)
+		}
+		g.dir.Set(userID, conns, fg, e.setDevices)
 	}
 	if conns == 0 {
 		sh.mu.Lock()

@@ -66,6 +66,12 @@ func (c *conn) reauth(f wire.Frame) {
 		c.expiry.Reset(time.Until(claims.ExpiresAt))
 	}
 	c.mu.Unlock()
+	if c.device() != claims.FamilyID {
+		// A token of another login of the same user: the connection is
+		// now that device's.
+		c.deviceID.Store(&claims.FamilyID)
+		c.g.syncPresence(c.userID, c.g.entryOf(c.userID))
+	}
 	if !c.confirm(p.Token) {
 		return
 	}
@@ -103,7 +109,7 @@ func (c *conn) receipt(f wire.Frame) {
 	if !ok {
 		return
 	}
-	if err := c.g.chat.Receipt(c.ctx, c.userID, p.ConversationID, p.Kind, p.Seq); err != nil {
+	if err := c.g.chat.Receipt(c.ctx, c.userID, p.ConversationID, p.Kind, p.Seq, c.device()); err != nil {
 		c.replyError(f.ID, err)
 		return
 	}

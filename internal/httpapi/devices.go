@@ -28,7 +28,7 @@ func (h *api) registerDeviceToken(w http.ResponseWriter, r *http.Request, caller
 	if err := decodeJSON(w, r, maxBodyBytes, &req); err != nil {
 		return err
 	}
-	created, err := h.chat.RegisterDeviceToken(r.Context(), callerID, req.Platform, req.Token, req.Environment)
+	created, err := h.chat.RegisterDeviceToken(r.Context(), callerID, req.Platform, req.Token, req.Environment, deviceOf(r))
 	if err != nil {
 		return err
 	}

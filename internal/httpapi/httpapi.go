@@ -43,8 +43,8 @@ type Chat interface {
 	RemoveMember(ctx context.Context, callerID, conversationID, userID string) error
 	History(ctx context.Context, callerID, conversationID string, q parley.HistoryQuery) ([]parley.Message, bool, error)
 	Send(ctx context.Context, senderID string, p chat.SendParams) (parley.Message, bool, error)
-	Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64) error
-	RegisterDeviceToken(ctx context.Context, callerID string, platform parley.Platform, token, environment string) (bool, error)
+	Receipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64, deviceID string) error
+	RegisterDeviceToken(ctx context.Context, callerID string, platform parley.Platform, token, environment, deviceID string) (bool, error)
 	DeleteDeviceToken(ctx context.Context, callerID, token string) error
 	Mute(ctx context.Context, callerID, conversationID string, until *parley.Time) error
 	Unmute(ctx context.Context, callerID, conversationID string) error

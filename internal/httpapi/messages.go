@@ -140,7 +140,7 @@ func (h *api) receipt(w http.ResponseWriter, r *http.Request, callerID string) e
 	if req.Seq == nil {
 		return parley.Errorf(parley.CodeInvalidArgument, "seq is required")
 	}
-	if err := h.chat.Receipt(r.Context(), callerID, r.PathValue("id"), req.Kind, *req.Seq); err != nil {
+	if err := h.chat.Receipt(r.Context(), callerID, r.PathValue("id"), req.Kind, *req.Seq, deviceOf(r)); err != nil {
 		return err
 	}
 	noContent(w)

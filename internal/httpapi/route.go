@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"runtime/debug"
@@ -82,8 +83,19 @@ func (h *api) authed(fn authedFunc) handlerFunc {
 			}
 			return fmt.Errorf("authenticate: %w", err)
 		}
-		return fn(w, r, claims.UserID)
+		// The device (login) rides in the context for the few handlers
+		// that need it (device tokens, receipts); the caller is explicit.
+		return fn(w, r.WithContext(context.WithValue(r.Context(), deviceKey{}, claims.FamilyID)), claims.UserID)
 	}
+}
+
+// deviceKey is the context key of the caller's device in an authed request.
+type deviceKey struct{}
+
+// deviceOf returns the device (login) of an authed request's access token.
+func deviceOf(r *http.Request) string {
+	d, _ := r.Context().Value(deviceKey{}).(string)
+	return d
 }
 
 // count records one answered request in the metrics, if there are any.

@@ -44,9 +44,14 @@ type Metrics struct {
 	PushFailed *prometheus.CounterVec
 	// PushRetried counts failed attempts that will be repeated, by platform.
 	PushRetried *prometheus.CounterVec
-	// PushSkipped counts queued pushes not sent because the recipient had a
-	// foreground connection when their turn came, by platform.
+	// PushSkipped counts queued pushes not sent because their device had a
+	// foreground connection and confirmed the message, by platform.
 	PushSkipped *prometheus.CounterVec
+	// PushHeld counts message pushes held back because their device had a
+	// foreground connection, waiting for its delivered receipt, by platform.
+	PushHeld *prometheus.CounterVec
+	// PushBadgeSent counts badge-only pushes accepted, by platform.
+	PushBadgeSent *prometheus.CounterVec
 	// PushTokensDeleted counts device tokens deleted because their push
 	// service said they are no longer valid, by platform.
 	PushTokensDeleted *prometheus.CounterVec
@@ -116,7 +121,13 @@ func New(queueDepth func() float64) *Metrics {
 			Name: "parley_push_retried_total", Help: "Failed push attempts scheduled to be repeated, by platform.",
 		}, []string{"platform"}),
 		PushSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "parley_push_skipped_total", Help: "Queued pushes not sent because the recipient was connected in the foreground, by platform.",
+			Name: "parley_push_skipped_total", Help: "Queued pushes not sent because their device was connected in the foreground and confirmed the message, by platform.",
+		}, []string{"platform"}),
+		PushHeld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_held_total", Help: "Pushes held back because their device was connected in the foreground, sent later unless the device confirmed the message, by platform.",
+		}, []string{"platform"}),
+		PushBadgeSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_badge_sent_total", Help: "Badge-only pushes accepted by their push service, by platform.",
 		}, []string{"platform"}),
 		PushTokensDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_push_tokens_deleted_total", Help: "Device tokens deleted because their push service refused them, by platform.",
@@ -140,7 +151,7 @@ func New(queueDepth func() float64) *Metrics {
 	r.MustRegister(
 		m.Connections, m.ConnectionsClosed, m.MessagesStored, m.MessagesDelivered,
 		m.FramesSent, m.FramesReceived, m.SlowConsumers, m.RateLimited, m.StoreLatency, m.HTTPRequests,
-		m.PushSent, m.PushFailed, m.PushRetried, m.PushSkipped, m.PushTokensDeleted,
+		m.PushSent, m.PushFailed, m.PushRetried, m.PushSkipped, m.PushHeld, m.PushBadgeSent, m.PushTokensDeleted,
 		m.BusConnected, m.BusEventsReceived, m.BusDuplicates, m.BusGapFills, m.BusGapsSkipped,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

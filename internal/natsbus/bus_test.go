@@ -323,9 +323,9 @@ func TestPresenceAcrossNodes(t *testing.T) {
 	a := newBus(t, ns.URL(), "a")
 	b := newBus(t, ns.URL(), "b", onChange)
 	eventually(t, "a and b know each other", func() bool { return len(a.Directory().LiveNodes()) == 2 && len(b.Directory().LiveNodes()) == 2 })
-	a.Directory().Set("u", 1, 1)
-	eventually(t, "b sees u online", func() bool { return b.Directory().Online("u") && b.Directory().HasForegroundConnection("u") })
-	a.Directory().Set("u", 0, 0)
+	a.Directory().Set("u", 1, 1, nil)
+	eventually(t, "b sees u online", func() bool { return b.Directory().Online("u") && b.Directory().HasForegroundConnection("u", "") })
+	a.Directory().Set("u", 0, 0, nil)
 	eventually(t, "b sees u offline", func() bool { return !b.Directory().Online("u") })
 	mu.Lock()
 	defer mu.Unlock()
@@ -339,8 +339,8 @@ func TestSharedRateLimit(t *testing.T) {
 	ns := natstest.Start(t)
 	a, b := newBus(t, ns.URL(), "a"), newBus(t, ns.URL(), "b")
 	eventually(t, "a and b know each other", func() bool { return len(a.Directory().LiveNodes()) == 2 && len(b.Directory().LiveNodes()) == 2 })
-	a.Directory().Set("u", 1, 1)
-	b.Directory().Set("u", 1, 1)
+	a.Directory().Set("u", 1, 1, nil)
+	b.Directory().Set("u", 1, 1, nil)
 	eventually(t, "both see u on both", func() bool {
 		return len(a.Directory().NodesOf(nil, "u")) == 2 && len(b.Directory().NodesOf(nil, "u")) == 2
 	})

@@ -71,6 +71,10 @@ type UserState struct {
 	ID         string `json:"i"`
 	Conns      int32  `json:"c"`
 	Foreground int32  `json:"f"`
+	// Devices are the devices (logins) of the foreground connections,
+	// sorted, without repeats. A node of an older version sends none: its
+	// foreground count then stands for every device of the user.
+	Devices []string `json:"d,omitempty"`
 	// At is when the counts last changed (Unix ms): when the user was last
 	// seen connecting or disconnecting there.
 	At int64 `json:"t"`
@@ -113,7 +117,21 @@ type Options struct {
 type nodeCount struct {
 	node        string
 	conns, fg   int32
+	devices     []string // of the foreground connections; see UserState
 	changedAtMS int64
+}
+
+// foregroundOn reports whether deviceID has a foreground connection on the
+// node; an empty deviceID asks about any device.
+func (n *nodeCount) foregroundOn(deviceID string) bool {
+	if n.fg <= 0 {
+		return false
+	}
+	if deviceID == "" || n.devices == nil {
+		return true
+	}
+	_, found := slices.BinarySearch(n.devices, deviceID)
+	return found
 }
 
 // user is one user's connections across the cluster. Most users are on
@@ -124,9 +142,9 @@ type user struct {
 
 func (u *user) online() bool { return len(u.nodes) > 0 }
 
-func (u *user) foreground() bool {
-	for _, n := range u.nodes {
-		if n.fg > 0 {
+func (u *user) foreground(deviceID string) bool {
+	for i := range u.nodes {
+		if u.nodes[i].foregroundOn(deviceID) {
 			return true
 		}
 	}
@@ -192,14 +210,15 @@ func (d *Directory) Online(userID string) bool {
 	return u != nil && u.online()
 }
 
-// HasForegroundConnection reports whether userID has, on any node, a
-// connection whose app is not in the background: one that shows a new
-// message at once, so that a push would be noise.
-func (d *Directory) HasForegroundConnection(userID string) bool {
+// HasForegroundConnection reports whether the device deviceID of userID
+// has, on any node, a connection whose app is not in the background: one
+// that shows a new message at once, so that a push to that device would be
+// noise. An empty deviceID asks about any device of the user.
+func (d *Directory) HasForegroundConnection(userID, deviceID string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	u := d.users[userID]
-	return u != nil && u.foreground()
+	return u != nil && u.foreground(deviceID)
 }
 
 // NodesOf appends to dst the nodes where userID has connections, in id
@@ -231,12 +250,13 @@ func (d *Directory) LiveNodes() []string {
 }
 
 // Set records that userID now has conns connections on this node, of which
-// foreground are in the foreground, tells the other nodes, and reports the
-// user's change of status, if any. Calls for one user must be made in the
-// order of the changes (the gateway serializes them per user).
-func (d *Directory) Set(userID string, conns, foreground int) {
+// foreground are in the foreground, on the devices listed (sorted, without
+// repeats; the directory keeps the slice), tells the other nodes, and
+// reports the user's change of status, if any. Calls for one user must be
+// made in the order of the changes (the gateway serializes them per user).
+func (d *Directory) Set(userID string, conns, foreground int, devices []string) {
 	now := time.Now()
-	st := UserState{ID: userID, Conns: int32(conns), Foreground: int32(foreground), At: now.UnixMilli()}
+	st := UserState{ID: userID, Conns: int32(conns), Foreground: int32(foreground), Devices: devices, At: now.UnixMilli()}
 	d.mu.Lock()
 	if conns > 0 {
 		d.local[userID] = st
@@ -269,9 +289,9 @@ func (d *Directory) applyLocked(node string, st UserState, changes []parley.Pres
 	case st.Conns <= 0 && i >= 0:
 		u.nodes = slices.Delete(u.nodes, i, i+1)
 	case st.Conns > 0 && i >= 0:
-		u.nodes[i] = nodeCount{node: node, conns: st.Conns, fg: st.Foreground, changedAtMS: st.At}
+		u.nodes[i] = nodeCount{node: node, conns: st.Conns, fg: st.Foreground, devices: st.Devices, changedAtMS: st.At}
 	case st.Conns > 0:
-		u.nodes = append(u.nodes, nodeCount{node: node, conns: st.Conns, fg: st.Foreground, changedAtMS: st.At})
+		u.nodes = append(u.nodes, nodeCount{node: node, conns: st.Conns, fg: st.Foreground, devices: st.Devices, changedAtMS: st.At})
 	}
 	if r := d.nodes[node]; r != nil {
 		if st.Conns > 0 {

@@ -127,16 +127,16 @@ func wantChanges(t *testing.T, who string, m *member, want ...string) {
 func TestSingleNode(t *testing.T) {
 	var got []parley.Presence
 	d := New(Options{Node: "a", OnChange: func(p parley.Presence) { got = append(got, p) }})
-	d.Set("u", 1, 1)
-	if !d.Online("u") || !d.HasForegroundConnection("u") {
+	d.Set("u", 1, 1, nil)
+	if !d.Online("u") || !d.HasForegroundConnection("u", "") {
 		t.Fatal("a user with a foreground connection is not online in the foreground")
 	}
-	d.Set("u", 2, 1)
-	d.Set("u", 2, 0)
-	if !d.Online("u") || d.HasForegroundConnection("u") {
+	d.Set("u", 2, 1, nil)
+	d.Set("u", 2, 0, nil)
+	if !d.Online("u") || d.HasForegroundConnection("u", "") {
 		t.Fatal("a user whose connections are all in the background counts as foreground")
 	}
-	d.Set("u", 0, 0)
+	d.Set("u", 0, 0, nil)
 	if d.Online("u") {
 		t.Fatal("a user without connections is online")
 	}
@@ -154,15 +154,15 @@ func TestClusterWideStatus(t *testing.T) {
 		a, b := c.add("a"), c.add("b")
 		synctest.Wait()
 
-		a.d.Set("u", 1, 1)
+		a.d.Set("u", 1, 1, nil)
 		synctest.Wait()
 		wantChanges(t, "a", a, "u online")
 		wantChanges(t, "b", b, "u online")
-		if !b.d.Online("u") || !b.d.HasForegroundConnection("u") {
+		if !b.d.Online("u") || !b.d.HasForegroundConnection("u", "") {
 			t.Fatal("b does not see u online in the foreground on a")
 		}
 		// A second connection on another node changes nothing visible.
-		b.d.Set("u", 1, 0)
+		b.d.Set("u", 1, 0, nil)
 		synctest.Wait()
 		wantChanges(t, "a", a)
 		wantChanges(t, "b", b)
@@ -170,13 +170,13 @@ func TestClusterWideStatus(t *testing.T) {
 			t.Fatalf("u is on %v, want [a b]", got)
 		}
 		// The last connection anywhere makes u offline everywhere.
-		a.d.Set("u", 0, 0)
+		a.d.Set("u", 0, 0, nil)
 		synctest.Wait()
 		wantChanges(t, "a", a)
-		if !a.d.Online("u") || a.d.HasForegroundConnection("u") {
+		if !a.d.Online("u") || a.d.HasForegroundConnection("u", "") {
 			t.Fatal("a: u should be online in the background, on b")
 		}
-		b.d.Set("u", 0, 0)
+		b.d.Set("u", 0, 0, nil)
 		synctest.Wait()
 		wantChanges(t, "a", a, "u offline")
 		wantChanges(t, "b", b, "u offline")
@@ -190,7 +190,7 @@ func TestLateNodeGetsSnapshots(t *testing.T) {
 		synctest.Wait()
 		// More users than one snapshot part holds.
 		for i := range snapshotPart + 10 {
-			a.d.Set(fmt.Sprintf("u%d", i), 1, 1)
+			a.d.Set(fmt.Sprintf("u%d", i), 1, 1, nil)
 		}
 		a.took()
 		b := c.add("b")
@@ -220,7 +220,7 @@ func TestMissedMessageIsRepairedBySnapshot(t *testing.T) {
 			}
 			return false
 		}
-		a.d.Set("u1", 1, 1) // lost on its way to b
+		a.d.Set("u1", 1, 1, nil) // lost on its way to b
 		synctest.Wait()
 		if b.d.Online("u1") {
 			t.Fatal("the lost message arrived")
@@ -240,9 +240,9 @@ func TestDeadNodeUsersGoOffline(t *testing.T) {
 		c := newCluster(t)
 		a, b, z := c.add("a"), c.add("b"), c.add("z")
 		synctest.Wait()
-		b.d.Set("u", 1, 1)
-		b.d.Set("shared", 1, 1)
-		a.d.Set("shared", 1, 1)
+		b.d.Set("u", 1, 1, nil)
+		b.d.Set("shared", 1, 1, nil)
+		a.d.Set("shared", 1, 1, nil)
 		synctest.Wait()
 		a.took()
 		z.took()
@@ -286,7 +286,7 @@ func TestByeIsImmediate(t *testing.T) {
 		c := newCluster(t)
 		a, b := c.add("a"), c.add("b")
 		synctest.Wait()
-		b.d.Set("u", 1, 0)
+		b.d.Set("u", 1, 0, nil)
 		synctest.Wait()
 		a.took()
 		b.d.Bye()
@@ -303,7 +303,7 @@ func TestForgetThenHello(t *testing.T) {
 		c := newCluster(t)
 		a, b := c.add("a"), c.add("b")
 		synctest.Wait()
-		b.d.Set("u", 1, 1)
+		b.d.Set("u", 1, 1, nil)
 		synctest.Wait()
 		a.took()
 		// a lost the bus: it forgets the others, then says hello again.
@@ -312,5 +312,44 @@ func TestForgetThenHello(t *testing.T) {
 		a.d.Hello()
 		synctest.Wait()
 		wantChanges(t, "a", a, "u online")
+	})
+}
+
+// TestForegroundPerDevice checks that a foreground connection counts for
+// its own device only, on every node: a browser tab does not silence the
+// phone of the same user.
+func TestForegroundPerDevice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := newCluster(t)
+		a, b := c.add("a"), c.add("b")
+		synctest.Wait()
+
+		// The web tab on a is in the foreground; the phone, on b, is not.
+		a.d.Set("u", 1, 1, []string{"web"})
+		b.d.Set("u", 1, 0, nil)
+		synctest.Wait()
+		for name, n := range map[string]*member{"a": a, "b": b} {
+			if !n.d.HasForegroundConnection("u", "web") {
+				t.Fatalf("%s: the web tab is not in the foreground", name)
+			}
+			if n.d.HasForegroundConnection("u", "phone") {
+				t.Fatalf("%s: the web tab silences the phone", name)
+			}
+			if !n.d.HasForegroundConnection("u", "") {
+				t.Fatalf("%s: the user has no foreground connection", name)
+			}
+		}
+		// The phone comes to the foreground on b.
+		b.d.Set("u", 1, 1, []string{"phone"})
+		synctest.Wait()
+		if !a.d.HasForegroundConnection("u", "phone") {
+			t.Fatal("a does not see the phone in the foreground on b")
+		}
+		// A node of an older version sends counts without devices: its
+		// foreground stands for every device.
+		a.d.Handle(Message{Kind: KindState, Node: "old", Seq: 1, Users: []UserState{{ID: "v", Conns: 1, Foreground: 1}}})
+		if !a.d.HasForegroundConnection("v", "anything") {
+			t.Fatal("an older node's foreground count does not count")
+		}
 	})
 }

@@ -12,9 +12,12 @@ const MaxBodyChars = 200
 
 // NewAlert builds the alert of a queued job as the contract's Push section
 // says: the title is the sender's display name, or for a group the group's
-// title with the sender as subtitle; the body is Body of the message.
-// Expires is left zero.
+// title with the sender as subtitle; the body is Body of the message. A
+// badge update carries only its badge. Expires is left zero.
 func NewAlert(j parley.PushJob) Alert {
+	if j.BadgeOnly {
+		return Alert{BadgeOnly: true, Badge: j.Badge}
+	}
 	a := Alert{
 		Title:          j.SenderName,
 		Body:           Body(j.Message.Kind, j.Message.Text),

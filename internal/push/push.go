@@ -23,16 +23,18 @@ type Alert struct {
 	// Body is the text cut to 200 characters (with … when cut), or what
 	// the message is ("Photo", "Video", "File") when it is not text.
 	Body string
+	// BadgeOnly marks a badge update: no alert, no sound, only Badge.
+	BadgeOnly bool
 	// Badge is the recipient's total unread count when the message was
-	// stored, muted conversations left out.
+	// stored (for a badge update: now), muted conversations left out.
 	Badge          int
 	ConversationID string
 	SenderID       string
 	MessageID      string
 	Seq            int64
-	// Expires is when the push stops being worth delivering (a day after
-	// the message was stored): APNs's apns-expiration, Web Push's TTL.
-	// The zero time leaves it to the Sender.
+	// Expires is how long the push service keeps the push for a device
+	// that is off: APNs's apns-expiration, Web Push's TTL. The zero time
+	// leaves it to the Sender.
 	Expires time.Time
 }
 

@@ -22,20 +22,25 @@ type Queue interface {
 	// pointless (the recipient read the message, left or muted) are
 	// dropped by the store, not returned.
 	ClaimPushJobs(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]parley.PushJob, time.Time, error)
-	// FinishPushJob removes a sent or dropped job.
-	FinishPushJob(ctx context.Context, id int64) error
+	// FinishPushJob ends a sent (sent true) or dropped job, recording for
+	// a sent one the badge its device now shows.
+	FinishPushJob(ctx context.Context, j parley.PushJob, sent bool) error
+	// HoldPushJob makes a message push due at at, marked held: it is then
+	// sent unless its device has confirmed the message.
+	HoldPushJob(ctx context.Context, id int64, at time.Time) error
 	// RetryPushJob records the attempts of a job and makes it due at at.
 	RetryPushJob(ctx context.Context, id int64, attempts int, at time.Time) error
 	// RemoveDeviceToken deletes a token, whoever owns it, and its jobs.
 	RemoveDeviceToken(ctx context.Context, token string) error
 }
 
-// Presence tells whether a user would see a new message without a push.
-// *gateway.Gateway implements it.
+// Presence tells whether a device would show a new message without a
+// push. *gateway.Gateway implements it.
 type Presence interface {
-	// HasForegroundConnection reports whether the user has a WebSocket
-	// whose app is not in the background. It must not block.
-	HasForegroundConnection(userID string) bool
+	// HasForegroundConnection reports whether the user's device (a login;
+	// "" for any device) has a WebSocket whose app is not in the
+	// background. It must not block.
+	HasForegroundConnection(userID, deviceID string) bool
 }
 
 // Defaults of Options.
@@ -46,6 +51,13 @@ const (
 	DefaultMaxAge      = 24 * time.Hour
 	DefaultMinBackoff  = 500 * time.Millisecond
 	DefaultMaxBackoff  = time.Minute
+	// DefaultConfirmDelay is how long a push held back for a foreground
+	// device waits for that device's delivered receipt.
+	DefaultConfirmDelay = 5 * time.Second
+	// DefaultExpiry is how long a push service keeps a push for a device
+	// that is off: a week, so that a phone off for a day or two still
+	// gets the latest when it comes back.
+	DefaultExpiry = 7 * 24 * time.Hour
 )
 
 // Options tunes a Worker. Zero values take the defaults.
@@ -65,6 +77,15 @@ type Options struct {
 	// doubles with each failed attempt (defaults 500 ms and 1 min); a
 	// Retry-After from the push service is honoured when longer.
 	MinBackoff, MaxBackoff time.Duration
+	// ConfirmDelay is how long a message push is held back when its device
+	// has a connection in the foreground: if the device has not confirmed
+	// the message with a delivered receipt by then (its socket may be dead
+	// without anyone knowing yet), the push is sent (default 5 s).
+	ConfirmDelay time.Duration
+	// Expiry is how long after sending the push service keeps a push for
+	// a device that is off (APNs's apns-expiration, Web Push's TTL;
+	// default a week).
+	Expiry time.Duration
 	// PollEvery, if set, is the longest the worker waits before it looks
 	// for due jobs again without being woken. A node of a cluster needs it:
 	// jobs queued by a node that died before waking its own worker are
@@ -98,6 +119,12 @@ func (o Options) withDefaults() Options {
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = DefaultMaxBackoff
 	}
+	if o.ConfirmDelay <= 0 {
+		o.ConfirmDelay = DefaultConfirmDelay
+	}
+	if o.Expiry <= 0 {
+		o.Expiry = DefaultExpiry
+	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = o.MinBackoff
 	}
@@ -121,8 +148,14 @@ const (
 // Worker sends the queued pushes. It wakes when a message is stored (a
 // message.new event on the bus) and when a retry falls due, claims the due
 // jobs, and sends each to its platform's Sender, a bounded number at once.
-// A job whose recipient has a foreground connection is finished without a
-// push: the socket delivers the message.
+//
+// Pushes go to devices, not users: a message push to a device (a login)
+// that has a connection in the foreground is held back, since the socket
+// shows the message; if the device has not confirmed the message with a
+// delivered receipt of its own within ConfirmDelay (a socket can be dead
+// without anyone knowing yet), the push is sent after all. A device that
+// confirmed gets none. Badge updates (BadgeOnly jobs) are sent whatever
+// the device's connections.
 //
 // Outcomes: nil finishes the job; ErrTokenGone deletes the token and its
 // jobs; a *RetryError schedules the job again with exponential backoff (or
@@ -265,18 +298,33 @@ func (w *Worker) Run(ctx context.Context) {
 func (w *Worker) attempt(ctx context.Context, j parley.PushJob) time.Time {
 	platform := string(j.Device.Platform)
 	expires := j.QueuedAt.Add(w.opts.MaxAge)
-	log := w.log.With("user", j.Device.UserID, "platform", platform, "message", j.Message.ID)
+	log := w.log.With("user", j.Device.UserID, "device", j.Device.DeviceID, "platform", platform, "message", j.Message.ID)
 	if !time.Now().Before(expires) {
 		w.m.PushFailed.WithLabelValues(platform).Inc()
 		log.Warn("push given up: too old", "attempts", j.Attempts)
 		w.finish(ctx, j)
 		return time.Time{}
 	}
-	if w.live != nil && w.live.HasForegroundConnection(j.Device.UserID) {
-		// The open socket has delivered the message: a push is noise.
+	foreground := !j.BadgeOnly && !j.Held && w.live != nil && w.live.HasForegroundConnection(j.Device.UserID, j.Device.DeviceID)
+	if j.Confirmed && (j.Held || foreground) {
+		// The device's open socket delivered the message: a push is noise.
 		w.m.PushSkipped.WithLabelValues(platform).Inc()
 		w.finish(ctx, j)
 		return time.Time{}
+	}
+	if foreground {
+		// The socket should deliver it, but may be dead without anyone
+		// knowing yet: wait for the device to confirm.
+		at := time.Now().Add(w.opts.ConfirmDelay)
+		rctx, cancel := recordContext(ctx)
+		defer cancel()
+		if err := w.q.HoldPushJob(rctx, j.ID, at); err != nil {
+			// The job stays leased and is due at the lease's end.
+			log.Error("hold push job", "err", err)
+			return time.Time{}
+		}
+		w.m.PushHeld.WithLabelValues(platform).Inc()
+		return at
 	}
 	s := w.senders[j.Device.Platform]
 	if s == nil {
@@ -287,7 +335,7 @@ func (w *Worker) attempt(ctx context.Context, j parley.PushJob) time.Time {
 	}
 
 	a := NewAlert(j)
-	a.Expires = expires
+	a.Expires = time.Now().Add(w.opts.Expiry)
 	sctx, cancel := context.WithTimeout(ctx, w.opts.SendTimeout)
 	err := s.Send(sctx, j.Device, a)
 	cancel()
@@ -295,9 +343,13 @@ func (w *Worker) attempt(ctx context.Context, j parley.PushJob) time.Time {
 	var re *RetryError
 	switch {
 	case err == nil:
-		w.m.PushSent.WithLabelValues(platform).Inc()
-		log.Debug("push sent", "badge", a.Badge)
-		w.finish(ctx, j)
+		if j.BadgeOnly {
+			w.m.PushBadgeSent.WithLabelValues(platform).Inc()
+		} else {
+			w.m.PushSent.WithLabelValues(platform).Inc()
+		}
+		log.Debug("push sent", "badge", a.Badge, "badge_only", j.BadgeOnly, "held", j.Held)
+		w.sent(ctx, j)
 	case ctx.Err() != nil:
 		// Shutting down: this attempt does not count, and the job is due
 		// at the next start.
@@ -332,11 +384,22 @@ func (w *Worker) attempt(ctx context.Context, j parley.PushJob) time.Time {
 	return time.Time{}
 }
 
-// finish removes a job from the queue.
+// finish removes a job that was not sent from the queue.
 func (w *Worker) finish(ctx context.Context, j parley.PushJob) {
 	rctx, cancel := recordContext(ctx)
 	defer cancel()
-	if err := w.q.FinishPushJob(rctx, j.ID); err != nil {
+	if err := w.q.FinishPushJob(rctx, j, false); err != nil {
+		// The job stays leased and is sent again after the lease.
+		w.log.Error("finish push job", "err", err)
+	}
+}
+
+// sent removes a sent job from the queue and records the badge its device
+// shows now.
+func (w *Worker) sent(ctx context.Context, j parley.PushJob) {
+	rctx, cancel := recordContext(ctx)
+	defer cancel()
+	if err := w.q.FinishPushJob(rctx, j, true); err != nil {
 		// The job stays leased and is sent again after the lease.
 		w.log.Error("finish push job", "err", err)
 	}

@@ -42,6 +42,9 @@ func (q *fakeQueue) claimCount() int {
 type queuedJob struct {
 	job parley.PushJob
 	due time.Time
+	// confirmed: the device has confirmed the message (a receipt of its
+	// own).
+	confirmed bool
 }
 
 func newFakeQueue() *fakeQueue {
@@ -78,9 +81,14 @@ func (q *fakeQueue) ClaimPushJobs(_ context.Context, now time.Time, lease time.D
 	}
 	slices.SortFunc(due, func(a, b *queuedJob) int { return a.due.Compare(b.due) })
 	var out []parley.PushJob
-	for _, qj := range due[:min(limit, len(due))] {
+	for _, qj := range due {
+		if len(out) == limit {
+			break
+		}
 		qj.due = now.Add(lease)
-		out = append(out, qj.job)
+		j := qj.job
+		j.Confirmed = qj.confirmed
+		out = append(out, j)
 	}
 	var next time.Time
 	for _, qj := range q.jobs {
@@ -91,12 +99,30 @@ func (q *fakeQueue) ClaimPushJobs(_ context.Context, now time.Time, lease time.D
 	return out, next, nil
 }
 
-func (q *fakeQueue) FinishPushJob(_ context.Context, id int64) error {
+func (q *fakeQueue) FinishPushJob(_ context.Context, j parley.PushJob, _ bool) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	delete(q.jobs, id)
-	q.finished = append(q.finished, id)
+	delete(q.jobs, j.ID)
+	q.finished = append(q.finished, j.ID)
 	return nil
+}
+
+func (q *fakeQueue) HoldPushJob(_ context.Context, id int64, at time.Time) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if qj := q.jobs[id]; qj != nil {
+		qj.job.Held, qj.due = true, at
+	}
+	return nil
+}
+
+// confirm records that the device of the job id confirmed its message.
+func (q *fakeQueue) confirm(id int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if qj := q.jobs[id]; qj != nil {
+		qj.confirmed = true
+	}
 }
 
 func (q *fakeQueue) RetryPushJob(_ context.Context, id int64, attempts int, at time.Time) error {
@@ -176,9 +202,16 @@ func value(c prometheus.Counter) float64 {
 	return m.GetCounter().GetValue()
 }
 
+// livePresence holds the users ("user") and devices ("user/device") with a
+// foreground connection.
 type livePresence map[string]bool
 
-func (l livePresence) HasForegroundConnection(userID string) bool { return l[userID] }
+func (l livePresence) HasForegroundConnection(userID, deviceID string) bool {
+	if deviceID == "" {
+		return l[userID]
+	}
+	return l[userID+"/"+deviceID]
+}
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
@@ -228,6 +261,8 @@ func TestWorkerOutcomes(t *testing.T) {
 	ids["web"] = q.add(parley.PlatformWeb, "web", now)
 	ids["nosender"] = q.add("android", "nosender", now)
 	ids["old"] = q.add(parley.PlatformIOS, "old", now.Add(-25*time.Hour))
+	// live is in the foreground and has confirmed the message: no push.
+	q.jobs[ids["live"]].confirmed = true
 	// late is a day old but for 2 s: its retry would come after that.
 	q.jobs[ids["late"]].job.QueuedAt = parley.NewTime(now.Add(-24*time.Hour + 2*time.Second))
 
@@ -373,4 +408,77 @@ func TestBackoff(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestWorkerDevices checks that pushes go to devices, not users: a device
+// in the foreground gets no push if it confirms the message, and gets it
+// after ConfirmDelay if it does not (its socket may be dead); another
+// device of the same user (the phone, while a browser tab is open) gets
+// its push at once; a badge update is sent whatever the connections.
+func TestWorkerDevices(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		q := newFakeQueue()
+		ios, web := newFakeSender(), newFakeSender()
+		m := metrics.New(nil)
+		now := time.Now()
+		add := func(platform parley.Platform, token, device string) int64 {
+			id := q.add(platform, token, now)
+			q.jobs[id].job.Device.UserID = "u"
+			q.jobs[id].job.Device.DeviceID = device
+			return id
+		}
+		tab := add(parley.PlatformWeb, "tab", "browser")      // the open tab
+		add(parley.PlatformIOS, "phone", "iphone")            // in the background
+		add(parley.PlatformIOS, "dead", "ipad")               // its socket died silently
+		confirms := add(parley.PlatformIOS, "ok", "ipad-two") // confirms while held
+		badge := add(parley.PlatformIOS, "badge", "browser")
+		q.jobs[badge].job.BadgeOnly, q.jobs[badge].job.Badge = true, 0
+		live := livePresence{"u/browser": true, "u/ipad": true, "u/ipad-two": true}
+		const delay = 5 * time.Second
+		w := NewWorker(q, live, nil, map[parley.Platform]Sender{parley.PlatformIOS: ios, parley.PlatformWeb: web}, Options{
+			ConfirmDelay: delay, Logger: quiet(), Metrics: m,
+		})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); w.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+
+		synctest.Wait()
+		if got := len(ios.tries("phone")); got != 1 {
+			t.Errorf("the phone got %d pushes at once, want 1: the browser tab must not silence it", got)
+		}
+		if got := len(ios.tries("badge")); got != 1 {
+			t.Errorf("badge update: %d attempts, want 1", got)
+		}
+		for _, tok := range []string{"tab", "dead", "ok"} {
+			if got := len(ios.tries(tok)) + len(web.tries(tok)); got != 0 {
+				t.Errorf("%s: %d pushes while its device is in the foreground, want 0 yet", tok, got)
+			}
+		}
+		// The tab and one iPad confirm; the other iPad never does.
+		q.confirm(tab)
+		q.confirm(confirms)
+		time.Sleep(delay - time.Second)
+		synctest.Wait()
+		if got := len(ios.tries("dead")); got != 0 {
+			t.Errorf("the unconfirmed push went after %v, before the confirm delay", delay-time.Second)
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if got := len(ios.tries("dead")); got != 1 {
+			t.Errorf("the device whose socket died got %d pushes after the confirm delay, want 1", got)
+		}
+		if got := len(web.tries("tab")) + len(ios.tries("ok")); got != 0 {
+			t.Errorf("devices that confirmed got %d pushes, want 0", got)
+		}
+		if q.len() != 0 {
+			t.Errorf("%d jobs left", q.len())
+		}
+		if got := value(m.PushHeld.WithLabelValues("ios")); got != 2 {
+			t.Errorf("held ios = %v, want 2", got)
+		}
+		if got := value(m.PushBadgeSent.WithLabelValues("ios")); got != 1 {
+			t.Errorf("badge sent ios = %v, want 1", got)
+		}
+	})
 }

@@ -65,6 +65,16 @@ type Config struct {
 	Origins []string
 	// AccessTTL is the access-token lifetime (default 15 minutes).
 	AccessTTL time.Duration
+	// RefreshGrace is how long the refresh token rotated last may be
+	// presented again for a new pair (default 30 s; negative: never).
+	RefreshGrace time.Duration
+	// PushConfirmDelay is how long a push held back because its device had
+	// a foreground connection waits for that device's delivered receipt
+	// before it is sent anyway (default 5 s).
+	PushConfirmDelay time.Duration
+	// BadgeInterval is the least time between two badge-only pushes to a
+	// device (default 10 s).
+	BadgeInterval time.Duration
 	// Heartbeat is the WebSocket ping interval (default 25 s).
 	Heartbeat time.Duration
 	// MaxFrameBytes is the largest client frame (default 64 KiB).
@@ -247,6 +257,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger:         log,
 		ObserveLatency: s.metrics.ObserveStore,
 		PushPlatforms:  platforms,
+		BadgeInterval:  cfg.BadgeInterval,
 		Writers:        cfg.Writers,
 		Outbox:         cfg.NATS != "",
 	}
@@ -272,7 +283,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.auth, err = auth.New(s.store, key, auth.Options{AccessTTL: cfg.AccessTTL, Argon2: cfg.Argon2})
+	s.auth, err = auth.New(s.store, key, auth.Options{AccessTTL: cfg.AccessTTL, RefreshGrace: cfg.RefreshGrace, Argon2: cfg.Argon2})
 	if err != nil {
 		closeSenders()
 		return nil, err
@@ -293,7 +304,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 	})
 	gw.Store(s.gateway)
 	if len(senders) > 0 {
-		popts := push.Options{Logger: log, Metrics: s.metrics}
+		popts := push.Options{Logger: log, Metrics: s.metrics, ConfirmDelay: cfg.PushConfirmDelay}
 		if cfg.NATS != "" {
 			// Another node may have queued jobs and died before sending.
 			popts.PollEvery = pushPoll
@@ -362,7 +373,7 @@ func (s *Server) secret(ctx context.Context, name, legacy string, generate func(
 
 // storePublisher is what the store publishes to: the bus, with a count of
 // the messages stored and a nudge to the push worker, which has their
-// pushes to send.
+// pushes to send, or badge updates after a read or a mute.
 type storePublisher struct {
 	bus    parley.Publisher
 	stored prometheus.Counter
@@ -370,8 +381,12 @@ type storePublisher struct {
 }
 
 func (p *storePublisher) Publish(ctx context.Context, ev *parley.Event) error {
-	if ev.Type == parley.EventMessageNew {
+	switch {
+	case ev.Type == parley.EventMessageNew:
 		p.stored.Inc()
+		p.wake()
+	case ev.Type == parley.EventReceipt && ev.Receipt.Kind == parley.Read,
+		ev.Type == parley.EventConversationUpdated:
 		p.wake()
 	}
 	return p.bus.Publish(ctx, ev)

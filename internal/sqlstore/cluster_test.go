@@ -207,7 +207,7 @@ func TestClusterRefreshRotation(t *testing.T) {
 		}
 		var errs [2]error
 		together(2, func(i int) {
-			_, errs[i] = dbs[i].RotateRefreshToken(ctx, first, parley.RefreshToken{Hash: fmt.Sprint(first, "-", i), ExpiresAt: future})
+			_, errs[i] = dbs[i].RotateRefreshToken(ctx, first, parley.RefreshToken{Hash: fmt.Sprint(first, "-", i), ExpiresAt: future}, 0)
 		})
 		ok := 0
 		for _, err := range errs {
@@ -221,6 +221,32 @@ func TestClusterRefreshRotation(t *testing.T) {
 		}
 		if ok != 1 {
 			t.Fatalf("round %d: %d rotations succeeded (%v), want 1", round, ok, errs)
+		}
+	}
+}
+
+// TestClusterRefreshGrace rotates one refresh token through two nodes at
+// once with a grace period, as a client whose first answer was lost and
+// that tried again: both answer a pair, and the family stays.
+func TestClusterRefreshGrace(t *testing.T) {
+	ctx := context.Background()
+	dbs, _ := openNodes(t, 2, Options{})
+	alice := newUser(t, dbs[0], "alice")
+	future := parley.NewTime(time.Now().Add(time.Hour))
+	for round := range 5 {
+		first, family := fmt.Sprint("g", round), mustID(t)
+		if err := dbs[0].CreateSession(ctx, parley.RefreshToken{Hash: first, FamilyID: family, UserID: alice.ID, ExpiresAt: future}); err != nil {
+			t.Fatal(err)
+		}
+		var errs [2]error
+		together(2, func(i int) {
+			_, errs[i] = dbs[i].RotateRefreshToken(ctx, first, parley.RefreshToken{Hash: fmt.Sprint(first, "-", i), ExpiresAt: future}, 30*time.Second)
+		})
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("round %d: %v", round, errs)
+		}
+		if ok, err := dbs[1].SessionActive(ctx, family); err != nil || !ok {
+			t.Fatalf("round %d: family active = %v, %v", round, ok, err)
 		}
 	}
 }
@@ -362,7 +388,7 @@ func TestClusterRaces(t *testing.T) {
 					continue
 				}
 				kind := []parley.ReceiptKind{parley.Read, parley.Delivered}[j%2]
-				if _, err := db.MarkReceipt(ctx, g.ID, bob.ID, kind, highest.Load()); err != nil {
+				if _, err := db.MarkReceipt(ctx, bob.ID, g.ID, kind, highest.Load(), ""); err != nil {
 					t.Errorf("receipt: %v", err)
 					return
 				}
@@ -378,7 +404,7 @@ func TestClusterRaces(t *testing.T) {
 		if m, _ := c.Member(bob.ID); m.DeliveredSeq < m.ReadSeq {
 			t.Fatalf("delivered %d < read %d", m.DeliveredSeq, m.ReadSeq)
 		}
-		if _, err := dbs[0].MarkReceipt(ctx, g.ID, bob.ID, parley.Read, 50); err != nil {
+		if _, err := dbs[0].MarkReceipt(ctx, bob.ID, g.ID, parley.Read, 50, ""); err != nil {
 			t.Fatal(err)
 		}
 		if c, _ := dbs[1].Conversation(ctx, g.ID, bob.ID); c.UnreadCount != 0 || c.ReadSeq != 50 {
@@ -575,7 +601,7 @@ func TestClusterWritesAfterWaitingForTheLock(t *testing.T) {
 		// Bob read message 1, as he saw it before the other node's
 		// commit: message 2 stays unread. Through another node, so that
 		// both writes wait (one node's would be one batch).
-		_, err := dbs[1].MarkReceipt(ctx, g.ID, bob.ID, parley.Read, 1)
+		_, err := dbs[1].MarkReceipt(ctx, bob.ID, g.ID, parley.Read, 1, "")
 		receipts <- err
 	}()
 	waitForLockWaits(t, db, 2)

@@ -25,13 +25,18 @@ const (
 
 	memberColsO = `o.user_id, o.role, o.joined_at, o.delivered_seq, o.read_seq`
 
+	// The member me's mute of the conversation, and the columns of a mute
+	// that memberView scans after read_seq and unread_count.
+	muteOfMe = `LEFT JOIN mutes mu ON mu.user_id = me.user_id AND mu.conversation_id = me.conversation_id`
+	muteCols = `mu.user_id IS NOT NULL, mu.until`
+
 	// One conversation as the member me sees it; no row if not a member.
-	qConversationFor = `SELECT ` + convCols + `, me.read_seq, ` + unreadMe + `
-		FROM members me JOIN conversations c ON c.id = me.conversation_id ` + lastMessage + `
+	qConversationFor = `SELECT ` + convCols + `, me.read_seq, ` + unreadMe + `, ` + muteCols + `
+		FROM members me JOIN conversations c ON c.id = me.conversation_id ` + lastMessage + ` ` + muteOfMe + `
 		WHERE me.conversation_id = ? AND me.user_id = ?`
 	// All of a member's conversations, most recent activity first.
-	qConversationsFor = `SELECT ` + convCols + `, me.read_seq, ` + unreadMe + `
-		FROM members me JOIN conversations c ON c.id = me.conversation_id ` + lastMessage + `
+	qConversationsFor = `SELECT ` + convCols + `, me.read_seq, ` + unreadMe + `, ` + muteCols + `
+		FROM members me JOIN conversations c ON c.id = me.conversation_id ` + lastMessage + ` ` + muteOfMe + `
 		WHERE me.user_id = ?
 		ORDER BY c.updated_at DESC, c.id DESC`
 	// The members of all of a member's conversations.
@@ -41,9 +46,10 @@ const (
 		ORDER BY o.conversation_id, o.joined_at, o.user_id`
 	// One conversation without caller-specific fields.
 	qConversation = `SELECT ` + convCols + ` FROM conversations c ` + lastMessage + ` WHERE c.id = ?`
-	// Its members, each with their own unread count.
-	qMembersWithUnread = `SELECT ` + memberColsO + `, ` + unreadO + `
-		FROM members o WHERE o.conversation_id = ?
+	// Its members, each with their own unread count and mute.
+	qMembersWithUnread = `SELECT ` + memberColsO + `, ` + unreadO + `, ` + muteCols + `
+		FROM members o LEFT JOIN mutes mu ON mu.user_id = o.user_id AND mu.conversation_id = o.conversation_id
+		WHERE o.conversation_id = ?
 		ORDER BY o.joined_at, o.user_id`
 	qMembers = `SELECT ` + memberColsO + `
 		FROM members o WHERE o.conversation_id = ?
@@ -61,19 +67,21 @@ const (
 	// subquery picks the page from the memberships (members_user_id, then
 	// conversations_activity: index only) and only the rows of the page
 	// are read whole, with their last message.
-	qPageFirst = `SELECT ` + convCols + `, p.read_seq, p.unread_count
+	qPageFirst = `SELECT ` + convCols + `, p.read_seq, p.unread_count, ` + muteCols + `
 		FROM (SELECT me.conversation_id, me.read_seq, me.unread_count, c.updated_at, c.id
 			FROM members me JOIN conversations c ON c.id = me.conversation_id
 			WHERE me.user_id = ?1
 			ORDER BY c.updated_at DESC, c.id DESC LIMIT ?2) p
 		JOIN conversations c ON c.id = p.conversation_id ` + lastMessage + `
+		LEFT JOIN mutes mu ON mu.user_id = ?1 AND mu.conversation_id = p.conversation_id
 		ORDER BY p.updated_at DESC, p.id DESC`
-	qPageFrom = `SELECT ` + convCols + `, p.read_seq, p.unread_count
+	qPageFrom = `SELECT ` + convCols + `, p.read_seq, p.unread_count, ` + muteCols + `
 		FROM (SELECT me.conversation_id, me.read_seq, me.unread_count, c.updated_at, c.id
 			FROM members me JOIN conversations c ON c.id = me.conversation_id
 			WHERE me.user_id = ?1 AND (c.updated_at < ?3 OR (c.updated_at = ?3 AND c.id <= ?4))
 			ORDER BY c.updated_at DESC, c.id DESC LIMIT ?2) p
 		JOIN conversations c ON c.id = p.conversation_id ` + lastMessage + `
+		LEFT JOIN mutes mu ON mu.user_id = ?1 AND mu.conversation_id = p.conversation_id
 		ORDER BY p.updated_at DESC, p.id DESC`
 )
 
@@ -132,6 +140,37 @@ func scanConversation(s scanner, extra ...any) (parley.Conversation, error) {
 	return c, nil
 }
 
+// memberView is the caller-specific part of a conversation as the
+// statements above read it: read_seq, unread_count, then muteCols.
+type memberView struct {
+	readSeq, unread int64
+	muted           bool
+	until           sql.NullInt64
+}
+
+func (v *memberView) dest() []any { return []any{&v.readSeq, &v.unread, &v.muted, &v.until} }
+
+// mutedUntil is the conversation's MutedUntil at now (Unix ms): nil unless
+// muted, MutedForever for a mute without end.
+func (v *memberView) mutedUntil(now int64) *parley.Time {
+	switch {
+	case !v.muted:
+		return nil
+	case !v.until.Valid:
+		t := parley.MutedForever
+		return &t
+	case v.until.Int64 > now:
+		t := fromMillis(v.until.Int64)
+		return &t
+	}
+	return nil
+}
+
+// apply sets c's caller-specific fields.
+func (v *memberView) apply(c *parley.Conversation, now int64) {
+	c.ReadSeq, c.UnreadCount, c.MutedUntil = v.readSeq, v.unread, v.mutedUntil(now)
+}
+
 func errConversationNotFound() error {
 	return parley.Errorf(parley.CodeNotFound, "conversation not found")
 }
@@ -139,15 +178,15 @@ func errConversationNotFound() error {
 // conversationFor loads conversation id as callerID sees it: not_found if
 // callerID is not a member.
 func conversationFor(s *session, id, callerID string) (parley.Conversation, error) {
-	var readSeq, unread int64
-	c, err := scanConversation(s.queryRow(qConversationFor, id, callerID), &readSeq, &unread)
+	var v memberView
+	c, err := scanConversation(s.queryRow(qConversationFor, id, callerID), v.dest()...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return parley.Conversation{}, errConversationNotFound()
 	}
 	if err != nil {
 		return parley.Conversation{}, fmt.Errorf("load conversation: %w", err)
 	}
-	c.ReadSeq, c.UnreadCount = readSeq, unread
+	v.apply(&c, nowMillis())
 	rows, err := s.query(qMembers, id)
 	if err != nil {
 		return parley.Conversation{}, fmt.Errorf("load members: %w", err)
@@ -179,14 +218,15 @@ func loadChange(s *session, id string) (*parley.ConversationChange, error) {
 		return nil, fmt.Errorf("load members: %w", err)
 	}
 	defer rows.Close()
+	now := nowMillis()
 	for rows.Next() {
-		var unread int64
-		m, err := scanMember(rows, &unread)
+		var v memberView
+		m, err := scanMember(rows, &v.unread, &v.muted, &v.until)
 		if err != nil {
 			return nil, fmt.Errorf("load members: %w", err)
 		}
 		c.Members = append(c.Members, m)
-		views[m.UserID] = parley.MemberView{ReadSeq: m.ReadSeq, UnreadCount: unread}
+		views[m.UserID] = parley.MemberView{ReadSeq: m.ReadSeq, UnreadCount: v.unread, MutedUntil: v.mutedUntil(now)}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("load members: %w", err)
@@ -218,6 +258,10 @@ func cloneConversation(c parley.Conversation) parley.Conversation {
 	if c.LastMessage != nil {
 		m := *c.LastMessage
 		c.LastMessage = &m
+	}
+	if c.MutedUntil != nil {
+		t := *c.MutedUntil
+		c.MutedUntil = &t
 	}
 	return c
 }
@@ -384,13 +428,14 @@ func (db *DB) Conversations(ctx context.Context, callerID string) ([]parley.Conv
 		}
 		defer rows.Close()
 		index := make(map[string]int)
+		now := nowMillis()
 		for rows.Next() {
-			var readSeq, unread int64
-			c, err := scanConversation(rows, &readSeq, &unread)
+			var v memberView
+			c, err := scanConversation(rows, v.dest()...)
 			if err != nil {
 				return fmt.Errorf("conversations: %w", err)
 			}
-			c.ReadSeq, c.UnreadCount = readSeq, unread
+			v.apply(&c, now)
 			index[c.ID] = len(convs)
 			convs = append(convs, c)
 		}
@@ -440,13 +485,14 @@ func (db *DB) ConversationsPage(ctx context.Context, callerID string, from *parl
 		defer rows.Close()
 		index := make(map[string]int)
 		var ids []string
+		now := nowMillis()
 		for rows.Next() {
-			var readSeq, unread int64
-			c, err := scanConversation(rows, &readSeq, &unread)
+			var v memberView
+			c, err := scanConversation(rows, v.dest()...)
 			if err != nil {
 				return fmt.Errorf("conversations page: %w", err)
 			}
-			c.ReadSeq, c.UnreadCount = readSeq, unread
+			v.apply(&c, now)
 			index[c.ID] = len(convs)
 			convs = append(convs, c)
 			ids = append(ids, c.ID)
@@ -697,6 +743,12 @@ func (db *DB) RemoveMember(ctx context.Context, conversationID, actorID, userID 
 		}
 		change.Views[userID] = parley.MemberView{ReadSeq: readSeq, UnreadCount: unread}
 		publishChange(w, change, userID, userID)
+		// What they had unread there no longer counts in their badge.
+		if unread > 0 {
+			if err := db.queueBadge(w, userID); err != nil {
+				return fmt.Errorf("remove member: %w", err)
+			}
+		}
 		return nil
 	})
 }

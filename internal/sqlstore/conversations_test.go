@@ -159,7 +159,7 @@ func TestConversations(t *testing.T) {
 		send(t, db, g.ID, alice.ID, "2")
 		send(t, db, g.ID, carol.ID, "3")
 		last := send(t, db, d.ID, bob.ID, "4")
-		if _, err := db.MarkReceipt(ctx, g.ID, alice.ID, parley.Read, 1); err != nil {
+		if _, err := db.MarkReceipt(ctx, alice.ID, g.ID, parley.Read, 1, ""); err != nil {
 			t.Fatal(err)
 		}
 

@@ -9,10 +9,11 @@ import (
 	"github.com/parley-chat/parley"
 )
 
-// PutDeviceToken registers t.Token to t.UserID. created is false when the
-// caller already had it (its platform and environment are updated); a token
-// of another user moves to the caller, with created true, and the pushes
-// queued to it for the other user are dropped.
+// PutDeviceToken registers t.Token to t.UserID's device t.DeviceID (the
+// login that registered it; empty for none). created is false when the
+// caller already had it (its device, platform and environment are
+// updated); a token of another user moves to the caller, with created
+// true, and the pushes queued to it for the other user are dropped.
 func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, error) {
 	if t.Platform != parley.PlatformIOS && t.Platform != parley.PlatformWeb {
 		return false, parley.Errorf(parley.CodeInvalidArgument, "platform must be ios or web")
@@ -42,9 +43,9 @@ func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, e
 			// Another node may register the same token at once: the insert
 			// then waits for it and does nothing, and the token is updated
 			// below as one that existed.
-			res, err := w.exec(`INSERT INTO device_tokens (token, user_id, platform, environment, created_at)
-				VALUES (?, ?, ?, ?, ?) ON CONFLICT (token) DO NOTHING`,
-				t.Token, t.UserID, string(t.Platform), t.Environment, millis(w.now))
+			res, err := w.exec(`INSERT INTO device_tokens (token, user_id, family_id, platform, environment, created_at)
+				VALUES (?, ?, NULLIF(?, ''), ?, ?, ?) ON CONFLICT (token) DO NOTHING`,
+				t.Token, t.UserID, t.DeviceID, string(t.Platform), t.Environment, millis(w.now))
 			if err != nil {
 				return fmt.Errorf("put device token: %w", err)
 			}
@@ -61,8 +62,8 @@ func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, e
 			}
 		}
 		if was == t.UserID {
-			if _, err := w.exec(`UPDATE device_tokens SET platform = ?, environment = ? WHERE token = ?`,
-				string(t.Platform), t.Environment, t.Token); err != nil {
+			if _, err := w.exec(`UPDATE device_tokens SET family_id = NULLIF(?, ''), platform = ?, environment = ? WHERE token = ?`,
+				t.DeviceID, string(t.Platform), t.Environment, t.Token); err != nil {
 				return fmt.Errorf("put device token: %w", err)
 			}
 			return nil
@@ -72,8 +73,9 @@ func (db *DB) PutDeviceToken(ctx context.Context, t parley.DeviceToken) (bool, e
 		if _, err := w.exec(`DELETE FROM push_jobs WHERE token = ?`, t.Token); err != nil {
 			return fmt.Errorf("put device token: drop queued pushes: %w", err)
 		}
-		if _, err := w.exec(`UPDATE device_tokens SET user_id = ?, platform = ?, environment = ?, created_at = ?
-			WHERE token = ?`, t.UserID, string(t.Platform), t.Environment, millis(w.now), t.Token); err != nil {
+		if _, err := w.exec(`UPDATE device_tokens SET user_id = ?, family_id = NULLIF(?, ''), platform = ?, environment = ?,
+			created_at = ?, badge = 0, badge_at = 0
+			WHERE token = ?`, t.UserID, t.DeviceID, string(t.Platform), t.Environment, millis(w.now), t.Token); err != nil {
 			return fmt.Errorf("put device token: %w", err)
 		}
 		created = true

@@ -384,7 +384,12 @@ func (db *DB) MessageRange(ctx context.Context, conversationID string, afterSeq,
 // moves back, and seq <= 0 moves nothing. When it moved, it publishes a
 // receipt with the new watermark to all members and returns true. Receipts
 // do not change updated_at. not_found if callerID is not a member.
-func (db *DB) MarkReceipt(ctx context.Context, conversationID, callerID string, kind parley.ReceiptKind, seq int64) (bool, error) {
+//
+// deviceID, if not empty, is the login the receipt came from: its own
+// delivered watermark is recorded too (if it has a push token), moved or
+// not, since a push held back for that device waits for exactly that. A
+// read that moved queues badge updates for the user's devices.
+func (db *DB) MarkReceipt(ctx context.Context, callerID, conversationID string, kind parley.ReceiptKind, seq int64, deviceID string) (bool, error) {
 	if kind != parley.Delivered && kind != parley.Read {
 		return false, parley.Errorf(parley.CodeInvalidArgument, "receipt kind must be delivered or read")
 	}
@@ -398,8 +403,23 @@ func (db *DB) MarkReceipt(ctx context.Context, conversationID, callerID string, 
 		} else {
 			moved, to, members, err = receiptInSteps(w, conversationID, callerID, kind, seq)
 		}
-		if err != nil || !moved {
+		if err != nil {
 			return err
+		}
+		if deviceID != "" {
+			// The device's own confirmation, whether or not the user's
+			// watermark moved: another device may have moved it first.
+			if _, err := w.exec(qDeviceReceipt, deviceID, conversationID, seq); err != nil {
+				return fmt.Errorf("mark receipt: device: %w", err)
+			}
+		}
+		if !moved {
+			return nil
+		}
+		if kind == parley.Read {
+			if err := db.queueBadge(w, callerID); err != nil {
+				return fmt.Errorf("mark receipt: %w", err)
+			}
 		}
 		w.publish(&parley.Event{
 			Type:       parley.EventReceipt,

@@ -98,7 +98,7 @@ func TestNonMemberNotFound(t *testing.T) {
 					_, _, err := db.Messages(ctx, conv, eve.ID, parley.HistoryQuery{Limit: 50})
 					return err
 				},
-				"MarkReceipt": func() error { _, err := db.MarkReceipt(ctx, conv, eve.ID, parley.Read, 1); return err },
+				"MarkReceipt": func() error { _, err := db.MarkReceipt(ctx, eve.ID, conv, parley.Read, 1, ""); return err },
 			}
 			for name, call := range calls {
 				t.Run(name, func(t *testing.T) { wantCode(t, call(), parley.CodeNotFound) })
@@ -212,7 +212,7 @@ func TestMarkReceipt(t *testing.T) {
 			{"nothing to read yet", empty.ID, parley.Read, 1, false, 0, 5, 5},
 		}
 		for _, st := range steps {
-			moved, err := db.MarkReceipt(ctx, st.conv, bob.ID, st.kind, st.seq)
+			moved, err := db.MarkReceipt(ctx, bob.ID, st.conv, st.kind, st.seq, "")
 			if err != nil || moved != st.moved {
 				t.Fatalf("%s: moved %v err %v, want %v", st.name, moved, err, st.moved)
 			}
@@ -243,7 +243,7 @@ func TestMarkReceipt(t *testing.T) {
 				t.Errorf("%s: a receipt moved updated_at", st.name)
 			}
 		}
-		_, err := db.MarkReceipt(ctx, g.ID, bob.ID, "seen", 1)
+		_, err := db.MarkReceipt(ctx, bob.ID, g.ID, "seen", 1, "")
 		wantCode(t, err, parley.CodeInvalidArgument)
 	})
 }

@@ -11,7 +11,10 @@ import (
 
 // SetMute mutes a conversation for callerID until until, or for ever when
 // until is nil, replacing any mute before; not_found if callerID is not a
-// member. Leaving the conversation ends the mute.
+// member. Leaving the conversation ends the mute. It publishes
+// conversation.updated to callerID alone (their other devices learn of the
+// mute) and queues badge updates for their devices, whose badge may now be
+// too high.
 func (db *DB) SetMute(ctx context.Context, conversationID, callerID string, until *parley.Time) error {
 	var untilMS any // NULL: for ever
 	if until != nil {
@@ -31,12 +34,16 @@ func (db *DB) SetMute(ctx context.Context, conversationID, callerID string, unti
 			callerID, conversationID, untilMS); err != nil {
 			return fmt.Errorf("set mute: %w", err)
 		}
-		return nil
+		if err := db.queueBadge(w, callerID); err != nil {
+			return fmt.Errorf("set mute: %w", err)
+		}
+		return publishMute(w, conversationID, callerID, "set mute")
 	})
 }
 
 // ClearMute unmutes a conversation for callerID; not_found if callerID is
-// not a member. A conversation that is not muted stays so.
+// not a member. A conversation that is not muted stays so. It publishes
+// conversation.updated to callerID alone.
 func (db *DB) ClearMute(ctx context.Context, conversationID, callerID string) error {
 	return db.write(ctx, "clear_mute", lockConversationKey(conversationID, forShare), func(w *writeTx) error {
 		if err := isMember(&w.session, conversationID, callerID); err != nil {
@@ -46,8 +53,23 @@ func (db *DB) ClearMute(ctx context.Context, conversationID, callerID string) er
 			callerID, conversationID); err != nil {
 			return fmt.Errorf("clear mute: %w", err)
 		}
-		return nil
+		return publishMute(w, conversationID, callerID, "clear mute")
 	})
+}
+
+// publishMute tells callerID's connections, with conversation.updated, of
+// their new mute of a conversation.
+func publishMute(w *writeTx, conversationID, callerID, op string) error {
+	change, err := loadChange(&w.session, conversationID)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	w.publish(&parley.Event{
+		Type:         parley.EventConversationUpdated,
+		Recipients:   []string{callerID},
+		Conversation: change,
+	})
+	return nil
 }
 
 // MuteOf returns callerID's mute of a conversation; one that has ended is

@@ -155,7 +155,7 @@ func TestOutbox(t *testing.T) {
 			send(t, b, d.ID, []string{alice.ID, bob.ID}[i%2],
 				fmt.Sprintf(`%d: it's "quoted", a \ back\\slash, {braces,}, $1 ? -- ünï 😀 '' ;`, i))
 		}
-		if _, err := b.MarkReceipt(ctx, d.ID, bob.ID, parley.Read, 3); err != nil {
+		if _, err := b.MarkReceipt(ctx, bob.ID, d.ID, parley.Read, 3, ""); err != nil {
 			t.Fatal(err)
 		}
 		committed := time.Now()

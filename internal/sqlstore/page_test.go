@@ -43,7 +43,7 @@ func TestConversationsPage(t *testing.T) {
 		for _, i := range []int{4, 0, 7, 4} {
 			send(t, db, convs[i].ID, bob.ID, fmt.Sprint(i))
 		}
-		if _, err := db.MarkReceipt(ctx, convs[4].ID, alice.ID, parley.Read, 1); err != nil {
+		if _, err := db.MarkReceipt(ctx, alice.ID, convs[4].ID, parley.Read, 1, ""); err != nil {
 			t.Fatal(err)
 		}
 

@@ -96,7 +96,7 @@ func TestQueuePush(t *testing.T) {
 		// Bob answers: alice gets a push with her own unread count (1), and
 		// bob's reading of the direct conversation lowers his badge.
 		clearQueue(t, db)
-		if _, err := db.MarkReceipt(ctx, d.ID, bob.ID, parley.Read, 99); err != nil {
+		if _, err := db.MarkReceipt(ctx, bob.ID, d.ID, parley.Read, 99, ""); err != nil {
 			t.Fatal(err)
 		}
 		send(t, db, d.ID, bob.ID, "reply")
@@ -179,7 +179,7 @@ func TestUnreadCounter(t *testing.T) {
 		if a, b := unread(alice.ID), unread(bob.ID); a != 1 || b != 2 {
 			t.Fatalf("unread alice %d bob %d, want 1 2", a, b)
 		}
-		if _, err := db.MarkReceipt(ctx, g.ID, bob.ID, parley.Read, 1); err != nil {
+		if _, err := db.MarkReceipt(ctx, bob.ID, g.ID, parley.Read, 1, ""); err != nil {
 			t.Fatal(err)
 		}
 		if b := unread(bob.ID); b != 1 {
@@ -335,7 +335,7 @@ func TestClaimPushJobs(t *testing.T) {
 		}
 
 		// Finish one, retry one later, remove a token with its jobs.
-		if err := db.FinishPushJob(ctx, jobs[0].ID); err != nil {
+		if err := db.FinishPushJob(ctx, jobs[0], true); err != nil {
 			t.Fatal(err)
 		}
 		at := now.Add(5 * time.Second)
@@ -362,7 +362,7 @@ func TestClaimPushJobs(t *testing.T) {
 				t.Errorf("job %s left for a removed token", q)
 			}
 		}
-		if err := db.FinishPushJob(ctx, 999999); err != nil {
+		if err := db.FinishPushJob(ctx, parley.PushJob{ID: 999999}, false); err != nil {
 			t.Errorf("finishing an unknown job: %v", err)
 		}
 		if _, _, err := db.ClaimPushJobs(ctx, now, lease, 0); parley.ErrorCode(err) != parley.CodeInvalidArgument {
@@ -384,7 +384,7 @@ func TestClaimDropsObsoleteJobs(t *testing.T) {
 			t.Fatalf("queued %v", got)
 		}
 		// Bob reads it on another device; carol mutes the group.
-		if _, err := db.MarkReceipt(ctx, g.ID, bob.ID, parley.Read, m.Seq); err != nil {
+		if _, err := db.MarkReceipt(ctx, bob.ID, g.ID, parley.Read, m.Seq, ""); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.SetMute(ctx, g.ID, carol.ID, nil); err != nil {

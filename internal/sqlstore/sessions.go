@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/parley-chat/parley"
 )
@@ -40,8 +41,12 @@ func (db *DB) CreateSession(ctx context.Context, first parley.RefreshToken) erro
 // in. Presenting a token that was already rotated is taken as theft: its
 // whole family is revoked (and that is committed) and EventSessionRevoked
 // published, and the answer is unauthenticated, as it is for an unknown,
-// expired or revoked token.
-func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parley.RefreshToken) (parley.RefreshToken, error) {
+// expired or revoked token. One exception (the refresh grace period): the
+// token rotated last, presented again within grace of its rotation while
+// none of its children has been used, gets another child, because the
+// answer that carried the first one may have been lost. When a child is
+// used, its unused siblings (answers lost, or a thief's) are deleted.
+func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parley.RefreshToken, grace time.Duration) (parley.RefreshToken, error) {
 	if next.Hash == "" {
 		return parley.RefreshToken{}, parley.Errorf(parley.CodeInvalidArgument, "next token hash is required")
 	}
@@ -52,14 +57,15 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parle
 	err := db.write(ctx, "rotate_refresh_token", lockKey("r", oldHash), func(w *writeTx) error {
 		out, reply = parley.RefreshToken{}, nil
 		var familyID, userID string
+		var parent sql.NullString
 		var expiresAt int64
 		var rotatedAt, revokedAt sql.NullInt64
 		// On PostgreSQL the token and its family are locked: a concurrent
 		// rotation of the same token, or a logout, waits, and this one
 		// reads what it committed.
-		err := w.queryRow(`SELECT t.family_id, t.user_id, t.expires_at, t.rotated_at, f.revoked_at
+		err := w.queryRow(`SELECT t.family_id, t.user_id, t.parent_hash, t.expires_at, t.rotated_at, f.revoked_at
 			FROM refresh_tokens t JOIN session_families f ON f.id = t.family_id
-			WHERE t.hash = ?`+w.d.lockSuffix(forUpdate, "t, f"), oldHash).Scan(&familyID, &userID, &expiresAt, &rotatedAt, &revokedAt)
+			WHERE t.hash = ?`+w.d.lockSuffix(forUpdate, "t, f"), oldHash).Scan(&familyID, &userID, &parent, &expiresAt, &rotatedAt, &revokedAt)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			reply = errBadRefresh()
@@ -69,28 +75,57 @@ func (db *DB) RotateRefreshToken(ctx context.Context, oldHash string, next parle
 		case revokedAt.Valid:
 			reply = errBadRefresh()
 			return nil
-		case rotatedAt.Valid:
-			reply = errBadRefresh()
-			return revokeFamily(w, familyID, userID, "rotate refresh token")
 		case expiresAt <= millis(w.now):
 			reply = errBadRefresh()
 			return nil
 		}
-		// Conditional, so that of two rotations of the same token only one
-		// can succeed, whatever locked what: the other is reuse.
-		res, err := w.exec(`UPDATE refresh_tokens SET rotated_at = ? WHERE hash = ? AND rotated_at IS NULL`, millis(w.now), oldHash)
-		if err != nil {
-			return fmt.Errorf("rotate refresh token: mark rotated: %w", err)
+		// reused answers a token presented again: another child within the
+		// grace period, else the family's end.
+		reused := func(rotated int64) error {
+			if grace <= 0 || millis(w.now)-rotated > grace.Milliseconds() {
+				reply = errBadRefresh()
+				return revokeFamily(w, familyID, userID, "rotate refresh token")
+			}
+			var used bool
+			if err := w.queryRow(`SELECT EXISTS (SELECT 1 FROM refresh_tokens
+				WHERE parent_hash = ? AND rotated_at IS NOT NULL)`, oldHash).Scan(&used); err != nil {
+				return fmt.Errorf("rotate refresh token: children: %w", err)
+			}
+			if used {
+				reply = errBadRefresh()
+				return revokeFamily(w, familyID, userID, "rotate refresh token")
+			}
+			return nil
 		}
-		if n, err := rowsAffected(res); err != nil {
-			return fmt.Errorf("rotate refresh token: %w", err)
-		} else if n == 0 {
-			reply = errBadRefresh()
-			return revokeFamily(w, familyID, userID, "rotate refresh token")
+		if rotatedAt.Valid {
+			if err := reused(rotatedAt.Int64); err != nil || reply != nil {
+				return err
+			}
+		} else {
+			// Conditional, so that of two rotations of the same token only
+			// one marks it: the other is a token presented again.
+			res, err := w.exec(`UPDATE refresh_tokens SET rotated_at = ? WHERE hash = ? AND rotated_at IS NULL`, millis(w.now), oldHash)
+			if err != nil {
+				return fmt.Errorf("rotate refresh token: mark rotated: %w", err)
+			}
+			if n, err := rowsAffected(res); err != nil {
+				return fmt.Errorf("rotate refresh token: %w", err)
+			} else if n == 0 {
+				if err := reused(millis(w.now)); err != nil || reply != nil {
+					return err
+				}
+			}
+			if parent.Valid {
+				// This token is used: its siblings never will be.
+				if _, err := w.exec(`DELETE FROM refresh_tokens
+					WHERE parent_hash = ? AND hash <> ? AND rotated_at IS NULL`, parent.String, oldHash); err != nil {
+					return fmt.Errorf("rotate refresh token: drop siblings: %w", err)
+				}
+			}
 		}
-		if _, err := w.exec(`INSERT INTO refresh_tokens (hash, family_id, user_id, expires_at, created_at)
-			VALUES (?, ?, ?, ?, ?)`,
-			next.Hash, familyID, userID, millis(next.ExpiresAt), millis(w.now)); err != nil {
+		if _, err := w.exec(`INSERT INTO refresh_tokens (hash, family_id, user_id, parent_hash, expires_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?)`,
+			next.Hash, familyID, userID, oldHash, millis(next.ExpiresAt), millis(w.now)); err != nil {
 			return fmt.Errorf("rotate refresh token: insert next: %w", err)
 		}
 		out = next
@@ -118,6 +153,13 @@ func revokeFamily(w *writeTx, familyID, userID, op string) error {
 		return fmt.Errorf("%s: revoke family: %w", op, err)
 	} else if n == 0 {
 		return nil
+	}
+	// The device is signed out: it must get no more pushes of this user.
+	if _, err := w.exec(`DELETE FROM device_tokens WHERE family_id = ?`, familyID); err != nil {
+		return fmt.Errorf("%s: drop the device's push tokens: %w", op, err)
+	}
+	if _, err := w.exec(`DELETE FROM device_receipts WHERE family_id = ?`, familyID); err != nil {
+		return fmt.Errorf("%s: drop the device's receipts: %w", op, err)
 	}
 	w.publish(&parley.Event{
 		Type:       parley.EventSessionRevoked,

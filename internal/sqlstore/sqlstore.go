@@ -105,6 +105,10 @@ type Options struct {
 	// push jobs: those that have a push sender. Empty means none, for a
 	// store that no push worker serves.
 	PushPlatforms []parley.Platform
+	// BadgeInterval is the least time between two badge-only pushes to one
+	// device (updates in between are coalesced into the next). Zero or less
+	// means 10 s.
+	BadgeInterval time.Duration
 
 	// Writers is the number of writer goroutines on PostgreSQL, each with
 	// its own connection and queue, each committing batches; the writes of
@@ -132,6 +136,9 @@ const (
 	defaultMaxBatch = 256
 	defaultWriters  = 4
 	defaultTimeout  = 10 * time.Second
+	// defaultBadgeInterval is Apple's advice, more or less: badge updates
+	// are low priority and must not flood a device.
+	defaultBadgeInterval = 10 * time.Second
 	// busyTimeout only matters if another process holds the database: within
 	// this process there is one writing connection.
 	busyTimeout = 10 * time.Second
@@ -157,8 +164,11 @@ type DB struct {
 	maxBatch int
 	// timeout bounds PostgreSQL operations (Options.Timeout).
 	timeout time.Duration
-	// qQueuePush is qQueuePush for Options.PushPlatforms, or "" for none.
-	qQueuePush string
+	// qQueuePush is qQueuePush for Options.PushPlatforms, or "" for none;
+	// qQueueBadge likewise.
+	qQueuePush, qQueueBadge string
+	// badgeInterval is Options.BadgeInterval.
+	badgeInterval time.Duration
 	// qSend is qSendInOne for Options.PushPlatforms (PostgreSQL).
 	qSend string
 
@@ -226,6 +236,11 @@ func newDB(d *dialect, pub parley.Publisher, opts Options) (*DB, error) {
 	}
 	if platforms != "" {
 		db.qQueuePush = fmt.Sprintf(qQueuePush, platforms)
+		db.qQueueBadge = fmt.Sprintf(qQueueBadge, platforms)
+	}
+	db.badgeInterval = opts.BadgeInterval
+	if db.badgeInterval <= 0 {
+		db.badgeInterval = defaultBadgeInterval
 	}
 	db.qSend = sendQuery(platforms)
 	return db, nil

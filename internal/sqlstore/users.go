@@ -168,8 +168,10 @@ func (db *DB) LastSeen(ctx context.Context, userIDs []string) (map[string]parley
 		return nil, err
 	}
 	err = db.read(ctx, "last_seen", false, func(s *session) error {
-		rows, err := s.query(`SELECT id, last_seen_at FROM users
-			WHERE id `+s.d.inList()+` AND last_seen_at IS NOT NULL`, list)
+		// A user never seen connected was last seen registering: every
+		// presence entry carries a time, as the contract says.
+		rows, err := s.query(`SELECT id, COALESCE(last_seen_at, created_at) FROM users
+			WHERE id `+s.d.inList(), list)
 		if err != nil {
 			return fmt.Errorf("last seen: %w", err)
 		}

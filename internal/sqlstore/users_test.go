@@ -151,7 +151,7 @@ func TestSessions(t *testing.T) {
 			return family
 		}
 		rotate := func(db *DB, old, next string) (parley.RefreshToken, error) {
-			return db.RotateRefreshToken(ctx, old, parley.RefreshToken{Hash: next, ExpiresAt: future})
+			return db.RotateRefreshToken(ctx, old, parley.RefreshToken{Hash: next, ExpiresAt: future}, 0)
 		}
 		active := func(t *testing.T, db *DB, family string) bool {
 			t.Helper()
@@ -222,6 +222,76 @@ func TestSessions(t *testing.T) {
 			}
 			if _, err := rotate(db, "o1", "o2"); err != nil {
 				t.Errorf("other family: %v", err)
+			}
+		})
+
+		t.Run("grace period", func(t *testing.T) {
+			db, rec := openTestDB(t, engine)
+			alice := newUser(t, db, "alice")
+			family := start(t, db, alice.ID, "t1")
+			const grace = 30 * time.Second
+			rotateIn := func(old, next string) (parley.RefreshToken, error) {
+				return db.RotateRefreshToken(ctx, old, parley.RefreshToken{Hash: next, ExpiresAt: future}, grace)
+			}
+			if _, err := rotateIn("t1", "t2"); err != nil {
+				t.Fatal(err)
+			}
+			// The answer carrying t2 was lost, twice: t1 still answers.
+			for _, next := range []string{"t2b", "t2c"} {
+				got, err := rotateIn("t1", next)
+				if err != nil {
+					t.Fatalf("t1 again within the grace period: %v", err)
+				}
+				if got.FamilyID != family || got.UserID != alice.ID || got.Hash != next {
+					t.Errorf("t1 again = %+v, want %s of family %s", got, next, family)
+				}
+			}
+			if !active(t, db, family) {
+				t.Fatal("family revoked by a repeat within the grace period")
+			}
+			// The client goes on with the pair it got: its siblings are gone
+			// (unknown, which revokes nothing) and t1 is now reuse.
+			if _, err := rotateIn("t2c", "t3"); err != nil {
+				t.Fatal(err)
+			}
+			for _, tok := range []string{"t2", "t2b"} {
+				_, err := rotateIn(tok, "x-"+tok)
+				wantCode(t, err, parley.CodeUnauthenticated)
+			}
+			if !active(t, db, family) {
+				t.Fatal("an unused sibling revoked the family")
+			}
+			if evs := rec.take(); len(evs) != 0 {
+				t.Fatalf("events = %s, want none", describe(evs))
+			}
+			_, err := rotateIn("t1", "x1")
+			wantCode(t, err, parley.CodeUnauthenticated)
+			if active(t, db, family) {
+				t.Error("a token whose child was used, presented again, did not revoke the family")
+			}
+			if evs := rec.take(); len(evs) != 1 || evs[0].Type != parley.EventSessionRevoked {
+				t.Errorf("events = %s, want one session.revoked", describe(evs))
+			}
+		})
+
+		t.Run("after the grace period", func(t *testing.T) {
+			db, _ := openTestDB(t, engine)
+			alice := newUser(t, db, "alice")
+			family := start(t, db, alice.ID, "t1")
+			if _, err := db.RotateRefreshToken(ctx, "t1", parley.RefreshToken{Hash: "t2", ExpiresAt: future}, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			// Rotated a minute and a second ago, as far as the store knows.
+			if err := db.write(ctx, "test", "", func(w *writeTx) error {
+				_, err := w.exec(`UPDATE refresh_tokens SET rotated_at = rotated_at - 61000 WHERE hash = 't1'`)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			_, err := db.RotateRefreshToken(ctx, "t1", parley.RefreshToken{Hash: "x1", ExpiresAt: future}, time.Minute)
+			wantCode(t, err, parley.CodeUnauthenticated)
+			if active(t, db, family) {
+				t.Error("reuse after the grace period did not revoke the family")
 			}
 		})
 

@@ -370,7 +370,7 @@ func TestReopen(t *testing.T) {
 		alice, bob := newUser(t, db, "alice"), newUser(t, db, "bob")
 		g := newGroup(t, db, alice.ID, bob.ID)
 		last := send(t, db, g.ID, bob.ID, "persisted")
-		if _, err := db.MarkReceipt(ctx, g.ID, alice.ID, parley.Read, 1); err != nil {
+		if _, err := db.MarkReceipt(ctx, alice.ID, g.ID, parley.Read, 1, ""); err != nil {
 			t.Fatal(err)
 		}
 		ms, err := loadMigrations(migrations, engine)

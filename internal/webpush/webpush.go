@@ -161,8 +161,10 @@ func defaultClient(allowInsecure bool) *http.Client {
 	}
 }
 
-// payload is the JSON the service worker receives in its push event.
+// payload is the JSON the service worker receives in its push event: a
+// message ("type":"message") or a badge update ({"type":"badge","badge"}).
 type payload struct {
+	Type           string `json:"type"`
 	Title          string `json:"title"`
 	Subtitle       string `json:"subtitle"`
 	Body           string `json:"body"`
@@ -195,7 +197,8 @@ func (s *Sender) Send(ctx context.Context, t parley.DeviceToken, a push.Alert) e
 		s.log.Warn("web push subscription refused", "user", t.UserID, "err", err)
 		return fmt.Errorf("webpush: %w: %w", push.ErrTokenGone, err)
 	}
-	msg, err := encodePayload(payload{
+	p := payload{
+		Type:           "message",
 		Title:          a.Title,
 		Subtitle:       a.Subtitle,
 		Body:           a.Body,
@@ -205,7 +208,16 @@ func (s *Sender) Send(ctx context.Context, t parley.DeviceToken, a push.Alert) e
 		MessageID:      a.MessageID,
 		Seq:            a.Seq,
 		Tag:            a.ConversationID,
-	})
+	}
+	var msg []byte
+	if a.BadgeOnly {
+		msg, err = json.Marshal(struct {
+			Type  string `json:"type"`
+			Badge int    `json:"badge"`
+		}{"badge", a.Badge})
+	} else {
+		msg, err = encodePayload(p)
+	}
 	if err != nil {
 		return fmt.Errorf("webpush: %w", err)
 	}
@@ -220,7 +232,7 @@ func (s *Sender) Send(ctx context.Context, t parley.DeviceToken, a push.Alert) e
 		HTTPClient:      doer{s.client},
 		RecordSize:      recordSize,
 		Subscriber:      s.subscriber,
-		TTL:             s.ttl,
+		TTL:             s.ttlFor(a),
 		Urgency:         webpushgo.UrgencyHigh,
 		VAPIDPublicKey:  s.publicKey,
 		VAPIDPrivateKey: s.privateKey,
@@ -241,6 +253,15 @@ func (s *Sender) Send(ctx context.Context, t parley.DeviceToken, a push.Alert) e
 	}
 	defer resp.Body.Close()
 	return s.result(resp, endpoint.Host)
+}
+
+// ttlFor is the TTL of a push, in seconds: until a.Expires, or the
+// sender's TTL when the alert leaves it open.
+func (s *Sender) ttlFor(a push.Alert) int {
+	if a.Expires.IsZero() {
+		return s.ttl
+	}
+	return max(int(time.Until(a.Expires)/time.Second), 0)
 }
 
 // result maps the push service's answer to Send's result.

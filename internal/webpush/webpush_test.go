@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -61,6 +62,7 @@ var testAlert = push.Alert{
 
 // wantPayload is what the service worker must receive for testAlert.
 var wantPayload = map[string]any{
+	"type":            "message",
 	"title":           "Team <Rocket>",
 	"subtitle":        "Ada",
 	"body":            "hello & welcome",
@@ -181,6 +183,25 @@ func checkPayload(t *testing.T, got, want map[string]any) {
 		if _, ok := want[k]; !ok {
 			t.Errorf("payload has unexpected field %q", k)
 		}
+	}
+}
+
+// TestSendBadgeOnly sends a badge update: the service worker gets only
+// the type and the badge, kept as long as the alert asks.
+func TestSendBadgeOnly(t *testing.T) {
+	s, ps := newTestSender(t, Options{})
+	sub := ps.Subscribe(status(201))
+	a := push.Alert{BadgeOnly: true, Badge: 0, Expires: time.Now().Add(time.Hour)}
+	if err := s.Send(context.Background(), webToken(ps.Token(sub)), a); err != nil {
+		t.Fatal(err)
+	}
+	got, failures := sub.Pushes()
+	if len(failures) > 0 || len(got) != 1 {
+		t.Fatalf("pushes %d, refusals %v; want one", len(got), failures)
+	}
+	checkPayload(t, got[0].Payload, map[string]any{"type": "badge", "badge": float64(0)})
+	if ttl, _ := strconv.Atoi(got[0].Header.Get("TTL")); ttl < 3590 || ttl > 3600 {
+		t.Errorf("TTL %q, want about an hour", got[0].Header.Get("TTL"))
 	}
 }
 

@@ -41,9 +41,12 @@ const (
 
 // Push is a request that the stand-in accepted.
 type Push struct {
-	Token   string
-	Payload apns.Payload
-	Header  http.Header
+	Token string
+	// BadgeOnly says that it was a badge update ({"aps":{"badge":N}} at
+	// priority 5): Payload then holds only APS.Badge.
+	BadgeOnly bool
+	Payload   apns.Payload
+	Header    http.Header
 	// IssuedAt is the iat of the provider token it carried.
 	IssuedAt time.Time
 	// JWT is the provider token itself.
@@ -221,16 +224,26 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusForbidden, "InvalidProviderToken", problem)
 		return
 	}
-	if p := checkHeaders(r.Header); p != "" {
-		refuse(http.StatusBadRequest, "BadRequest", p)
-		return
-	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, 8<<10))
 	if err != nil {
 		refuse(http.StatusBadRequest, "BadRequest", "read body: "+err.Error())
 		return
 	}
-	payload, p := checkPayload(body)
+	badgeOnly := isBadgeOnly(body)
+	if p := checkHeaders(r.Header, badgeOnly); p != "" {
+		refuse(http.StatusBadRequest, "BadRequest", p)
+		return
+	}
+	var payload apns.Payload
+	var p string
+	if badgeOnly {
+		payload, p = checkBadgePayload(body)
+	} else {
+		payload, p = checkPayload(body)
+		if c := r.Header.Get("apns-collapse-id"); p == "" && c != payload.ConversationID {
+			p = fmt.Sprintf("apns-collapse-id %q is not the conversation id %q", c, payload.ConversationID)
+		}
+	}
 	if p != "" {
 		refuse(http.StatusBadRequest, "PayloadInvalid", p+": "+string(body))
 		return
@@ -249,7 +262,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	case s.always != nil:
 		reply = s.always
 	default:
-		s.pushes = append(s.pushes, Push{Token: token, Payload: payload, Header: r.Header.Clone(), IssuedAt: iat, JWT: jwtText})
+		s.pushes = append(s.pushes, Push{Token: token, BadgeOnly: badgeOnly, Payload: payload, Header: r.Header.Clone(), IssuedAt: iat, JWT: jwtText})
 	}
 	s.mu.Unlock()
 	if reply != nil {
@@ -303,12 +316,46 @@ func (s *Server) checkJWT(authorization string) (string, time.Time, string) {
 	return text, iat.Time, ""
 }
 
-func checkHeaders(h http.Header) string {
+// isBadgeOnly reports whether a payload's aps has no alert: a badge
+// update, which checkBadgePayload checks.
+func isBadgeOnly(body []byte) bool {
+	var raw struct {
+		APS map[string]json.RawMessage `json:"aps"`
+	}
+	if json.Unmarshal(body, &raw) != nil || raw.APS == nil {
+		return false
+	}
+	_, alert := raw.APS["alert"]
+	return !alert
+}
+
+// checkBadgePayload checks a badge update: exactly {"aps":{"badge":N}},
+// as Apple asks (no alert, no sound; content-available would make it a
+// background push, which must carry nothing else).
+func checkBadgePayload(body []byte) (apns.Payload, string) {
+	var raw map[string]map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil || len(raw) != 1 || len(raw["aps"]) != 1 {
+		return apns.Payload{}, "a badge update is exactly {\"aps\":{\"badge\":N}}"
+	}
+	b, ok := raw["aps"]["badge"].(float64)
+	if !ok || b < 0 || b != float64(int(b)) {
+		return apns.Payload{}, fmt.Sprintf("aps.badge %v", raw["aps"]["badge"])
+	}
+	var p apns.Payload
+	p.APS.Badge = int(b)
+	return p, ""
+}
+
+func checkHeaders(h http.Header, badgeOnly bool) string {
 	var bad []string
+	priority := "10"
+	if badgeOnly {
+		priority = "5"
+	}
 	want := map[string]string{
 		"apns-topic":     Topic,
 		"apns-push-type": "alert",
-		"apns-priority":  "10",
+		"apns-priority":  priority,
 	}
 	for k, v := range want {
 		if got := h.Get(k); got != v {
