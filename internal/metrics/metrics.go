@@ -50,6 +50,9 @@ type Metrics struct {
 	// PushHeld counts message pushes held back because their device had a
 	// foreground connection, waiting for its delivered receipt, by platform.
 	PushHeld *prometheus.CounterVec
+	// PushUnconfirmed counts held pushes sent because their device did not
+	// confirm the message in time, by platform.
+	PushUnconfirmed *prometheus.CounterVec
 	// PushBadgeSent counts badge-only pushes accepted, by platform.
 	PushBadgeSent *prometheus.CounterVec
 	// PushTokensDeleted counts device tokens deleted because their push
@@ -126,6 +129,9 @@ func New(queueDepth func() float64) *Metrics {
 		PushHeld: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_push_held_total", Help: "Pushes held back because their device was connected in the foreground, sent later unless the device confirmed the message, by platform.",
 		}, []string{"platform"}),
+		PushUnconfirmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "parley_push_unconfirmed_total", Help: "Held pushes sent after all because their device did not confirm the message within the confirm delay, by platform.",
+		}, []string{"platform"}),
 		PushBadgeSent: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "parley_push_badge_sent_total", Help: "Badge-only pushes accepted by their push service, by platform.",
 		}, []string{"platform"}),
@@ -151,7 +157,7 @@ func New(queueDepth func() float64) *Metrics {
 	r.MustRegister(
 		m.Connections, m.ConnectionsClosed, m.MessagesStored, m.MessagesDelivered,
 		m.FramesSent, m.FramesReceived, m.SlowConsumers, m.RateLimited, m.StoreLatency, m.HTTPRequests,
-		m.PushSent, m.PushFailed, m.PushRetried, m.PushSkipped, m.PushHeld, m.PushBadgeSent, m.PushTokensDeleted,
+		m.PushSent, m.PushFailed, m.PushRetried, m.PushSkipped, m.PushHeld, m.PushUnconfirmed, m.PushBadgeSent, m.PushTokensDeleted,
 		m.BusConnected, m.BusEventsReceived, m.BusDuplicates, m.BusGapFills, m.BusGapsSkipped,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -343,9 +343,13 @@ func (w *Worker) attempt(ctx context.Context, j parley.PushJob) time.Time {
 	var re *RetryError
 	switch {
 	case err == nil:
-		if j.BadgeOnly {
+		switch {
+		case j.BadgeOnly:
 			w.m.PushBadgeSent.WithLabelValues(platform).Inc()
-		} else {
+		case j.Held:
+			w.m.PushUnconfirmed.WithLabelValues(platform).Inc()
+			fallthrough
+		default:
 			w.m.PushSent.WithLabelValues(platform).Inc()
 		}
 		log.Debug("push sent", "badge", a.Badge, "badge_only", j.BadgeOnly, "held", j.Held)

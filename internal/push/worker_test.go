@@ -477,6 +477,12 @@ func TestWorkerDevices(t *testing.T) {
 		if got := value(m.PushHeld.WithLabelValues("ios")); got != 2 {
 			t.Errorf("held ios = %v, want 2", got)
 		}
+		if got := value(m.PushUnconfirmed.WithLabelValues("ios")); got != 1 {
+			t.Errorf("unconfirmed ios = %v, want 1 (the dead socket's)", got)
+		}
+		if got := value(m.PushSkipped.WithLabelValues("ios")) + value(m.PushSkipped.WithLabelValues("web")); got != 2 {
+			t.Errorf("skipped = %v, want 2 (the tab and the iPad that confirmed)", got)
+		}
 		if got := value(m.PushBadgeSent.WithLabelValues("ios")); got != 1 {
 			t.Errorf("badge sent ios = %v, want 1", got)
 		}
