@@ -44,10 +44,16 @@ func TestWebPushOfflineRecipient(t *testing.T) {
 		}
 	}
 
-	// Online (foreground) now: the next message is not pushed.
-	n.connect(t, bob, "bob") // closed by the test's cleanup
+	// Online (foreground) now, on the browser that subscribed, which
+	// confirms what it receives: the next message is not pushed.
+	ws, _ := n.connect(t, bob, "bob")
 	before := n.metric(t, `parley_push_skipped_total{platform="web"}`)
-	n.send(t, alice, conv, "while online")
+	m3 := n.send(t, alice, conv, "while online")
+	ws.event("message.new", nil)
+	ws.request("receipt", "d", obj{"conversation_id": conv, "kind": "delivered", "seq": wantInt(t, "m3", m3, "seq")})
+	if f := ws.reply("d"); f.typ != "ok" {
+		t.Fatalf("receipt answered %v", f)
+	}
 	poll(t, "the push to be skipped", func() bool {
 		return n.metric(t, `parley_push_skipped_total{platform="web"}`) > before
 	})
