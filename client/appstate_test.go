@@ -3,7 +3,6 @@ package client
 import (
 	"errors"
 	"fmt"
-	"reflect"
 	"testing"
 	"time"
 
@@ -100,15 +99,8 @@ func TestAppState(t *testing.T) {
 	}
 }
 
-// hasForeground asks the server whether the user (on a server that tells
-// devices apart: the device) has a connection in the foreground. The
-// gateway's HasForegroundConnection gained a device argument; it is
-// called by reflection so that this test works with either signature.
+// hasForeground asks the server whether the user's device has a
+// connection in the foreground.
 func hasForeground(ts *testServer, userID, deviceID string) bool {
-	m := reflect.ValueOf(ts.srv.Gateway()).MethodByName("HasForegroundConnection")
-	args := []reflect.Value{reflect.ValueOf(userID)}
-	if m.Type().NumIn() == 2 {
-		args = append(args, reflect.ValueOf(deviceID))
-	}
-	return m.Call(args)[0].Bool()
+	return ts.srv.Gateway().HasForegroundConnection(userID, deviceID)
 }
