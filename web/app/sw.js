@@ -6,10 +6,16 @@
 // It has no fetch handler on purpose: the app's requests, the API and the
 // WebSocket go to the network exactly as without it.
 //
-// The push payload (JSON, decrypted by the browser) is the server's:
-// {title, subtitle, body, badge, conversation_id, sender_id, message_id,
-// seq, tag}, where tag is the conversation id, so that the notifications
-// of one conversation replace each other.
+// The push payload (JSON, decrypted by the browser) is the server's
+// (docs/protocol.md, section 18), of one of two types:
+// - {"type": "message", title, subtitle, body, badge, conversation_id,
+//   sender_id, message_id, seq, tag}: a new message. tag is the
+//   conversation id, so that the notifications of one conversation
+//   replace each other. A payload without type (an older server) is one.
+// - {"type": "badge", badge}: the user read on another device and the
+//   unread count went down. It sets the app badge and shows nothing; at 0
+//   it also closes the app's notifications, all read now.
+// Any other type is ignored (a newer server's), apart from its badge.
 
 'use strict';
 
@@ -87,16 +93,30 @@ function notificationOf(p) {
   return { title: str(p.title) || 'Parley', options };
 }
 
+/** setBadge shows the total unread count on the app icon where supported. */
+async function setBadge(n) {
+  if (!Number.isInteger(n) || n < 0 || !self.navigator.setAppBadge) return;
+  try {
+    await (n ? self.navigator.setAppBadge(n) : self.navigator.clearAppBadge());
+  } catch {
+    // Not installed, or not supported here.
+  }
+}
+
+/** closeAll closes every notification this app shows. */
+async function closeAll() {
+  for (const n of await self.registration.getNotifications()) n.close();
+}
+
 async function onPush(event) {
   const p = parse(event.data);
-  // The badge is the total unread count: on the app icon where supported.
-  if (Number.isInteger(p.badge) && p.badge >= 0 && self.navigator.setAppBadge) {
-    try {
-      await (p.badge ? self.navigator.setAppBadge(p.badge) : self.navigator.clearAppBadge());
-    } catch {
-      // Not installed, or not supported here.
-    }
+  const type = p.type === undefined ? 'message' : p.type;
+  await setBadge(p.badge);
+  if (type === 'badge') {
+    if (p.badge === 0) await closeAll();
+    return;
   }
+  if (type !== 'message') return;
   // The app in a focused, visible window shows the message live already.
   const wins = await appWindows();
   if (wins.some((c) => c.focused && c.visibilityState === 'visible')) return;

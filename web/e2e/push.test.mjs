@@ -458,4 +458,71 @@ describe('Web Push in the browser', { timeout: 300_000 }, () => {
     assert.deepEqual(b.errors, []);
     assert.deepEqual(a.errors, []);
   });
+
+  it('handles a badge push: sets the badge, shows nothing, and at 0 closes the notifications', async () => {
+    const b = await person('badge', { allow: true });
+    await b.register();
+    const cdp = await b.context.newCDPSession(b.page);
+    const regs = new Map();
+    cdp.on('ServiceWorker.workerRegistrationUpdated', (e) => {
+      for (const r of e.registrations) regs.set(r.scopeURL, r);
+    });
+    await cdp.send('ServiceWorker.enable');
+    const reg = await until(() => { const r = regs.get(`${base}/`); return r && !r.isDeleted && r; }, 'the registration over CDP');
+    const sw = await worker(b);
+    // Record the Badging API's calls in the worker (headless Chromium has
+    // no app icon to put a badge on).
+    await sw.evaluate(() => {
+      self.__badges = [];
+      Object.defineProperty(self.navigator, 'setAppBadge', { configurable: true, value: async (n) => { self.__badges.push(n); } });
+      Object.defineProperty(self.navigator, 'clearAppBadge', { configurable: true, value: async () => { self.__badges.push(0); } });
+    });
+    const deliver = async (payload) => {
+      const before = await sw.evaluate(() => self.__badges.length);
+      await cdp.send('ServiceWorker.deliverPushMessage', { origin: base, registrationId: reg.registrationId, data: JSON.stringify(payload) });
+      if (Number.isInteger(payload.badge)) {
+        await until(() => sw.evaluate((n) => self.__badges.length > n, before), 'the push to be handled');
+      } else {
+        await sleep(500);
+      }
+    };
+    const shown = () => sw.evaluate(async () => (await self.registration.getNotifications())
+      .map((n) => ({ title: n.title, body: n.body, tag: n.tag })).sort((x, y) => x.tag.localeCompare(y.tag)));
+
+    // No app window in front: message pushes show, typed or not (an
+    // older server's payload has no type).
+    await b.page.goto('about:blank');
+    const message = (cid, body, badge, type) => ({
+      ...(type ? { type } : {}),
+      title: 'Carol', body, badge, conversation_id: cid, sender_id: 'u1', message_id: `m-${cid}`, seq: 1, tag: cid,
+    });
+    await deliver(message('conv-a', 'typed', 1, 'message'));
+    await deliver(message('conv-b', 'untyped', 2));
+    const two = await until(async () => { const n = await shown(); return n.length === 2 && n; }, 'two notifications');
+    assert.deepEqual(two, [
+      { title: 'Carol', body: 'typed', tag: 'conv-a' },
+      { title: 'Carol', body: 'untyped', tag: 'conv-b' },
+    ]);
+
+    // Read on another device, the count went down to 1: the badge says so
+    // and nothing new shows.
+    await deliver({ type: 'badge', badge: 1 });
+    assert.deepEqual(await shown(), two);
+    // A type this worker does not know shows nothing either.
+    await deliver({ type: 'something-new', title: 'x', body: 'y', conversation_id: 'conv-c', tag: 'conv-c' });
+    assert.deepEqual(await shown(), two);
+    // All read: the badge is cleared and the notifications go.
+    await deliver({ type: 'badge', badge: 0 });
+    await until(async () => (await shown()).length === 0, 'the notifications to close');
+    assert.deepEqual(await sw.evaluate(() => self.__badges), [1, 2, 1, 0]);
+
+    // A badge push while the app is in front shows nothing either.
+    await b.page.goto(base);
+    await b.connected();
+    await b.page.bringToFront();
+    await deliver({ type: 'badge', badge: 0 });
+    assert.deepEqual(await shown(), []);
+    await noCSPViolations(b);
+    assert.deepEqual(b.errors, []);
+  });
 });
