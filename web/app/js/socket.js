@@ -5,6 +5,14 @@
 // fresh token before the old one expires, and matches replies to requests
 // by frame id.
 //
+// It also tells the server whether the page is seen (docs/protocol.md,
+// section 18, `app.state`): `background` when the page becomes hidden,
+// `foreground` when it is visible again, and `background` right after
+// `hello` on a connection opened while hidden (a new connection starts in
+// the foreground). The server holds a device's push notifications back
+// while it has a foreground connection, so a hidden tab must say so, or
+// it would silence its own browser's Web Push.
+//
 // States: 'connecting' (dialling, authenticating or waiting to retry),
 // 'online' (hello received), 'offline' (the browser says there is no
 // network: no attempt until it comes back).
@@ -34,6 +42,8 @@ export class Connection extends Emitter {
   #authFailures = 0;
   #offTokens = null;
   #listeners = [];
+  // What the server was last told of the current connection's page.
+  #appState = 'foreground';
 
   constructor(session) {
     super();
@@ -56,6 +66,7 @@ export class Connection extends Emitter {
     });
     on(window, 'online', () => this.#connectSoon(Math.random() * 300));
     on(document, 'visibilitychange', () => {
+      this.#sendAppState();
       if (document.visibilityState === 'visible' && !this.#ws && this.state !== 'offline') this.#connectSoon(0);
     });
     this.#offTokens = this.#session.on('tokens', (s) => this.#reauth(s.access_token));
@@ -101,6 +112,23 @@ export class Connection extends Emitter {
       }, timeoutMs);
       this.#pending.set(id, { resolve, reject, timer });
       ws.send(JSON.stringify({ type, id, payload }));
+    });
+  }
+
+  /**
+   * sendAppState tells the open connection whether the page is hidden,
+   * when that changed since it was last told. A connection that is not up
+   * yet is told right after its hello.
+   */
+  #sendAppState() {
+    const ws = this.#ws;
+    const want = document.visibilityState === 'hidden' ? 'background' : 'foreground';
+    if (!ws || this.state !== 'online' || ws.readyState !== WebSocket.OPEN || this.#appState === want) return;
+    this.#appState = want;
+    this.#request(ws, 'app.state', { state: want }, REQUEST_TIMEOUT_MS).catch(() => {
+      // A server without the extension answers an error: nothing to do.
+      // A lost connection: the next one starts in the foreground and is
+      // told after its hello.
     });
   }
 
@@ -175,6 +203,10 @@ export class Connection extends Emitter {
         this.#setState('online');
         clearTimeout(this.#stableTimer);
         this.#stableTimer = setTimeout(() => { this.#attempt = 0; }, STABLE_MS);
+        // A new connection is in the foreground: before anything else, say
+        // so if the page is hidden.
+        this.#appState = 'foreground';
+        this.#sendAppState();
         this.emit('hello', f.payload);
         return;
       }
