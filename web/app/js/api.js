@@ -85,6 +85,13 @@ export class Api {
   removeMember(id, userId) {
     return this.call('DELETE', `/api/conversations/${encodeURIComponent(id)}/members/${encodeURIComponent(userId)}`);
   }
+  /** mute: until is an RFC 3339 time, or null for ever (docs/protocol.md, 18). */
+  mute(id, until) {
+    return this.call('PUT', `/api/conversations/${encodeURIComponent(id)}/mute`, { until });
+  }
+  unmute(id) {
+    return this.call('DELETE', `/api/conversations/${encodeURIComponent(id)}/mute`);
+  }
   /** history: {before, after, limit} as in the contract. */
   history(id, { before, after, limit = 50 } = {}) {
     const q = new URLSearchParams({ limit: String(limit) });

@@ -7,6 +7,14 @@
 // keyed by client_message_id (resent with the same id after a reconnect or
 // a reload), dedupe by message id, gap detection by seq, sync after every
 // hello; and section 14 for receipts (delivered on receive, read when seen).
+//
+// Delivered receipts are this tab's own: the server holds a device's push
+// back while the device has a foreground connection, and sends it anyway
+// if that device does not confirm the message with a `delivered` receipt
+// within a few seconds (docs/protocol.md, section 18). So the tab confirms
+// what it received itself, even when another device of the user moved the
+// user's delivered watermark there first, and never past a message it
+// does not hold (see #queueDelivered).
 
 import { Api, logout } from './api.js';
 import { Connection } from './socket.js';
@@ -22,6 +30,27 @@ const TYPING_IDLE_MS = 5000; // send `stopped` after this long without input
 const ROOMS_JOINED = 30; // conversations joined for presence and typing
 export const MAX_TEXT_BYTES = 16384;
 const PERMANENT = new Set(['invalid_argument', 'payload_too_large', 'not_found', 'forbidden']);
+const DELIVERED_DELAY_MS = 250; // delivered receipts wait this long to batch
+// A message this tab only knows from a conversation's snapshot (the list
+// at start) is confirmed if it is this recent: its push may be waiting.
+const DELIVERED_RECENT_MS = 60_000;
+// A gap this large is not fetched: the tab starts over from the top, as
+// at a start (it knows those messages only by the conversation's last).
+const RECV_GAP_MAX = 1000;
+// setTimeout's longest delay (about 24.8 days).
+const MAX_TIMER_MS = 2 ** 31 - 1;
+// muted_until of a conversation muted for ever.
+export const MUTED_FOREVER = '9999-12-31T23:59:59.999Z';
+
+/**
+ * isMuted: the user muted the conversation (docs/protocol.md, section 18):
+ * muted_until is null when not, the end of the mute when muted, the year
+ * 9999 when for ever.
+ */
+export function isMuted(c, now = Date.now()) {
+  const t = c?.muted_until ? Date.parse(c.muted_until) : NaN;
+  return Number.isFinite(t) && t > now;
+}
 
 export class Chat extends Emitter {
   constructor(session) {
@@ -47,8 +76,16 @@ export class Chat extends Emitter {
     this.settled = new Set();
     this.joined = new Set();
     this.readSent = new Map();
-    this.deliveredQueue = new Map();
+    // Per conversation: what this tab received without a gap,
+    // {seq, other (the highest seq of someone else's message up to seq),
+    // base (seq when the tab first saw the conversation), ahead (seq ->
+    // from someone else, for messages past a gap)}.
+    this.recv = new Map();
+    this.recvFillTimers = new Map();
+    this.deliveredSent = new Map(); // convId -> seq this tab confirmed
+    this.deliveredQueue = new Set();
     this.deliveredTimer = 0;
+    this.muteTimer = 0;
     this.usersWanted = new Set();
     this.usersTimer = 0;
     this.refetchTimers = new Map();
@@ -87,7 +124,9 @@ export class Chat extends Emitter {
     this.conn.stop();
     this.push.stop();
     clearTimeout(this.deliveredTimer);
+    clearTimeout(this.muteTimer);
     clearTimeout(this.usersTimer);
+    for (const t of this.recvFillTimers.values()) clearTimeout(t);
     clearTimeout(this.myTyping.idle);
     for (const t of this.refetchTimers.values()) clearTimeout(t);
   }
@@ -176,10 +215,16 @@ export class Chat extends Emitter {
     return [...m].filter(([uid, exp]) => exp > now && uid !== this.me.id).map(([uid]) => uid);
   }
 
+  /** totalUnread: unread messages over the conversations not muted. */
   totalUnread() {
     let n = 0;
-    for (const c of this.conversations.values()) n += c.unread_count || 0;
+    const now = Date.now();
+    for (const c of this.conversations.values()) if (!isMuted(c, now)) n += c.unread_count || 0;
     return n;
+  }
+
+  isMuted(c) {
+    return isMuted(c);
   }
 
   // ---- conversations ----
@@ -228,6 +273,8 @@ export class Chat extends Emitter {
       }
       c.read_seq = Math.max(c.read_seq || 0, old.read_seq || 0);
       if (c.read_seq >= (c.last_seq || 0)) c.unread_count = 0;
+      // A server without mutes sends no muted_until: keep what we know.
+      if (c.muted_until === undefined) c.muted_until = old.muted_until;
     }
     if (!(c.members || []).some((m) => m.user_id === this.me.id)) {
       this.#remove(c.id);
@@ -235,16 +282,58 @@ export class Chat extends Emitter {
     }
     this.conversations.set(c.id, c);
     this.#wantUsers(c.members.map((m) => m.user_id));
+    if (!this.recv.has(c.id)) this.#baseline(c);
+    else this.#checkGap(c.id);
     const L = this.loaded.get(c.id);
     if (L && c.last_seq > L.high) this.#fill(c.id);
+    this.#scheduleMuteEnd();
     this.changed();
     return c;
+  }
+
+  /**
+   * setMuted mutes the conversation until a time (a Date), for ever
+   * (null), or unmutes it (false). The server tells every connection of
+   * the user (conversation.updated); this tab shows it at once.
+   */
+  async setMuted(cid, until) {
+    const c = this.conversations.get(cid);
+    if (!c) return;
+    if (until === false) {
+      await this.api.unmute(cid);
+      c.muted_until = null;
+    } else {
+      await this.api.mute(cid, until ? until.toISOString() : null);
+      c.muted_until = until ? until.toISOString() : MUTED_FOREVER;
+    }
+    this.#scheduleMuteEnd();
+    this.changed();
+  }
+
+  /** scheduleMuteEnd redraws when the next mute ends by itself. */
+  #scheduleMuteEnd() {
+    clearTimeout(this.muteTimer);
+    const now = Date.now();
+    let next = Infinity;
+    for (const c of this.conversations.values()) {
+      const t = c.muted_until ? Date.parse(c.muted_until) : NaN;
+      if (t > now && t < next) next = t;
+    }
+    if (next === Infinity) return;
+    this.muteTimer = setTimeout(() => {
+      this.#scheduleMuteEnd();
+      this.changed();
+    }, Math.min(next - now + 50, MAX_TIMER_MS));
   }
 
   #remove(id) {
     const had = this.conversations.delete(id);
     this.loaded.delete(id);
     this.typing.delete(id);
+    this.recv.delete(id);
+    this.deliveredSent.delete(id);
+    clearTimeout(this.recvFillTimers.get(id));
+    this.recvFillTimers.delete(id);
     if (this.openId === id) {
       this.openId = null;
       if (had) this.emit('notice', 'You are no longer a member of that conversation.');
@@ -314,7 +403,7 @@ export class Chat extends Emitter {
     try {
       const r = await this.api.history(cid, { limit: PAGE });
       const msgs = r.messages || [];
-      for (const m of msgs) this.#store(L, m);
+      for (const m of msgs) if (this.#store(L, m)) this.#received(m);
       const c = this.conversations.get(cid);
       L.low = msgs.length ? msgs[0].seq : (c?.last_seq || 0) + 1;
       L.high = msgs.length ? msgs[msgs.length - 1].seq : L.low - 1;
@@ -341,7 +430,7 @@ export class Chat extends Emitter {
     this.changed();
     try {
       const r = await this.api.history(cid, { before: L.low, limit: PAGE });
-      for (const m of r.messages || []) this.#store(L, m);
+      for (const m of r.messages || []) if (this.#store(L, m)) this.#received(m);
       if (r.messages?.length) L.low = Math.min(L.low, r.messages[0].seq);
       L.hasOlder = !!r.has_more;
     } catch (e) {
@@ -411,7 +500,10 @@ export class Chat extends Emitter {
 
   async #sync(epoch) {
     const have = {};
-    for (const c of this.conversations.values()) have[c.id] = c.last_seq || 0;
+    // From what this tab holds without a gap: a gap is filled by the sync.
+    for (const c of this.conversations.values()) {
+      have[c.id] = Math.min(c.last_seq || 0, this.recv.get(c.id)?.seq ?? Infinity);
+    }
     let cursor = null;
     for (let page = 0; page < 100; page++) {
       const payload = { conversations: have, limit: PAGE };
@@ -470,8 +562,11 @@ export class Chat extends Emitter {
     const mine = m.sender_id === this.me.id;
     if (mine && m.client_message_id) this.#settle(m.client_message_id, null);
     const L = this.loaded.get(cid);
-    let isNew = true;
-    if (L && !L.loading) {
+    const R = this.recv.get(cid);
+    // A frame repeated (delivery is at least once) is not news.
+    let isNew = !R || (m.seq > R.seq && !R.ahead.has(m.seq));
+    // Below the loaded page it would show past a hole: loadOlder gets it.
+    if (L && !L.loading && m.seq >= L.low) {
       isNew = this.#store(L, m);
       this.#recountHigh(L);
       if (m.seq > L.high + 1 || c.last_seq > L.high) queueMicrotask(() => this.#fill(cid));
@@ -484,8 +579,8 @@ export class Chat extends Emitter {
     } else if (c.last_message && m.seq === c.last_seq) {
       c.last_message = m;
     }
+    this.#received(m);
     if (!mine) {
-      this.#queueDelivered(cid, m.seq);
       const t = this.typing.get(cid);
       if (t?.delete(m.sender_id) && !t.size) this.typing.delete(cid);
       if (live && isNew) this.emit('incoming', c, m);
@@ -581,32 +676,117 @@ export class Chat extends Emitter {
 
   // ---- receipts ----
 
-  #queueDelivered(cid, seq) {
-    this.deliveredQueue.set(cid, Math.max(this.deliveredQueue.get(cid) || 0, seq));
+  /** baseline starts counting what this tab received from a snapshot. */
+  #baseline(c) {
+    const top = c.last_seq || 0;
+    const lm = c.last_message;
+    const other = lm && lm.seq === top && lm.sender_id !== this.me.id ? top : 0;
+    this.recv.set(c.id, { seq: top, other, base: top, ahead: new Map() });
+    if (other) this.#queueDelivered(c.id);
+  }
+
+  /**
+   * received counts a stored message that reached this tab (live, from a
+   * sync or from history): the contiguous top moves past it once every
+   * message below it is here too (seqs have no gaps).
+   */
+  #received(m) {
+    const cid = m.conversation_id;
+    const R = this.recv.get(cid);
+    if (!R || m.seq <= R.seq) return;
+    R.ahead.set(m.seq, m.sender_id !== this.me.id);
+    const other = R.other;
+    while (R.ahead.has(R.seq + 1)) {
+      R.seq++;
+      if (R.ahead.get(R.seq)) R.other = R.seq;
+      R.ahead.delete(R.seq);
+    }
+    if (R.other > other) this.#queueDelivered(cid);
+    this.#checkGap(cid);
+  }
+
+  /** checkGap fetches, a little later, what is missing below the top. */
+  #checkGap(cid) {
+    const c = this.conversations.get(cid);
+    const R = this.recv.get(cid);
+    if (!c || !R || R.seq >= (c.last_seq || 0) || this.recvFillTimers.has(cid)) return;
+    // The missing ones are often on their way (a sync, the next frame).
+    this.recvFillTimers.set(cid, setTimeout(() => {
+      this.recvFillTimers.delete(cid);
+      this.#fillRecv(cid);
+    }, 500));
+  }
+
+  async #fillRecv(cid) {
+    let c = this.conversations.get(cid);
+    const R = this.recv.get(cid);
+    if (!c || !R || R.seq >= (c.last_seq || 0)) return;
+    if (c.last_seq - R.seq > RECV_GAP_MAX) {
+      // Too far behind (a long time offline): start over from the top.
+      this.recv.delete(cid);
+      this.#baseline(c);
+      return;
+    }
+    try {
+      for (let i = 0; i < RECV_GAP_MAX / 200 + 1; i++) {
+        const from = R.seq;
+        const r = await this.api.history(cid, { after: from, limit: 200 });
+        if (this.recv.get(cid) !== R) return;
+        for (const m of r.messages || []) this.#addMessage(m, false);
+        c = this.conversations.get(cid);
+        if (!c || !r.messages?.length || !r.has_more || R.seq <= from) break;
+      }
+    } catch (e) {
+      if (e.code === 'not_found') this.#remove(cid);
+      // Else tried again after the next message, hello or sync.
+    }
+  }
+
+  /**
+   * queueDelivered sends, within DELIVERED_DELAY_MS and one per
+   * conversation, a `delivered` receipt for the highest seq of someone
+   * else's message that this tab holds without a gap below it, unless
+   * this tab confirmed it already. The user's watermark does not matter:
+   * the server wants each device's own confirmation. A message the tab
+   * knows only from the conversation's snapshot at start is confirmed
+   * when nobody did (the sender's ticks) or when it is recent (its push
+   * may be waiting).
+   */
+  #queueDelivered(cid) {
+    this.deliveredQueue.add(cid);
     if (this.deliveredTimer) return;
     this.deliveredTimer = setTimeout(() => {
       this.deliveredTimer = 0;
       const q = [...this.deliveredQueue];
       this.deliveredQueue.clear();
-      for (const [cid, seq] of q) {
-        const c = this.conversations.get(cid);
-        const mine = c?.members.find((m) => m.user_id === this.me.id);
-        if (!c || !mine || Math.max(mine.delivered_seq, mine.read_seq) >= seq) continue;
-        this.conn.request('receipt', { conversation_id: cid, kind: 'delivered', seq }).catch(() => {
-          // Sent again after the next hello (#deliverAll).
-        });
-      }
-    }, 250);
+      for (const id of q) this.#sendDelivered(id);
+    }, DELIVERED_DELAY_MS);
   }
 
-  /** deliverAll acknowledges, per conversation, what reached this device. */
-  #deliverAll() {
-    for (const c of this.conversations.values()) {
+  #sendDelivered(cid) {
+    const c = this.conversations.get(cid);
+    const R = this.recv.get(cid);
+    const seq = R?.other || 0;
+    const sent = this.deliveredSent.get(cid) || 0;
+    if (!c || !seq || seq <= sent) return;
+    if (seq <= R.base) {
       const mine = c.members.find((m) => m.user_id === this.me.id);
-      if (!mine || !c.last_seq) continue;
-      const fromOthers = c.unread_count > 0 || (c.last_message && c.last_message.sender_id !== this.me.id);
-      if (fromOthers && Math.max(mine.delivered_seq, mine.read_seq) < c.last_seq) this.#queueDelivered(c.id, c.last_seq);
+      const lm = c.last_message;
+      const recent = lm?.seq === seq && Date.now() - Date.parse(lm.created_at) < DELIVERED_RECENT_MS;
+      if (!recent && mine && Math.max(mine.delivered_seq || 0, mine.read_seq || 0) >= seq) return;
     }
+    if (this.conn.state !== 'online') return; // sent after the next hello
+    this.deliveredSent.set(cid, seq);
+    this.conn.request('receipt', { conversation_id: cid, kind: 'delivered', seq }).catch((e) => {
+      if (this.deliveredSent.get(cid) === seq) this.deliveredSent.set(cid, sent);
+      if (e.code === 'rate_limited') setTimeout(() => this.#queueDelivered(cid), e.retryAfterMs || 1000);
+      // unavailable: sent again after the next hello (#deliverAll).
+    });
+  }
+
+  /** deliverAll confirms, per conversation, what reached this tab. */
+  #deliverAll() {
+    for (const cid of this.recv.keys()) this.#queueDelivered(cid);
   }
 
   /** markRead: seq was shown to the user in a visible tab. */

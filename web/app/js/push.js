@@ -118,6 +118,14 @@ export class WebPush {
     this.userId = userId;
   }
 
+  /**
+   * active: this tab registered the browser's subscription with the
+   * server, so pushes reach this browser while its tabs are hidden.
+   */
+  get active() {
+    return this.#registered !== null && !this.#stopped && permission() === 'granted';
+  }
+
   /** start registers now (a login, a reload) and whenever something changes. */
   start() {
     if (!supported() || this.#stopped) return;

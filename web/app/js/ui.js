@@ -4,7 +4,8 @@
 //
 // data-testid attributes are a stable interface for tests (see the issue
 // and README): username, password, login, register, conversation, unread,
-// search-user, start-chat, composer, send, message, typing, connection.
+// muted, search-user, start-chat, composer, send, message, typing,
+// connection, mute.
 
 import { h, setAttr, setText, dayKey, dayLabel, timeOf, listTime, lastSeen, initials, hue } from './util.js';
 import { icon } from './icons.js';
@@ -21,6 +22,16 @@ function brand() {
 
 function avatar(id, name, extraClass = '') {
   return h('span', { class: `avatar h${hue(id)} ${extraClass}`.trim(), 'aria-hidden': 'true', text: initials(name) });
+}
+
+/** untilText: " until Tue 14:00" for a mute's end, "" for ever. */
+function untilText(iso) {
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t) || t >= Date.parse('9000-01-01T00:00:00Z')) return '';
+  const d = new Date(t);
+  const sameDay = d.toDateString() === new Date().toDateString();
+  const when = sameDay ? timeOf(t) : `${d.toLocaleDateString(undefined, { weekday: 'short', day: 'numeric', month: 'short' })} ${timeOf(t)}`;
+  return ` until ${when}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -229,11 +240,28 @@ export class AppView {
     setText(this.connText, CONN_TEXT[state] || state);
     this.bell.hidden = !('Notification' in window) || Notification.permission !== 'default';
     setAttr(this.main, 'data-view', chat.openId ? 'chat' : 'list');
+    // Muted conversations are not in the count, as in the server's badge.
     const unread = chat.totalUnread();
     const title = unread ? `(${unread}) Parley` : 'Parley';
     if (document.title !== title) document.title = title;
+    this.#appBadge(unread);
     this.#renderList();
     this.#renderChat();
+  }
+
+  /**
+   * appBadge puts the unread count on the app's icon where the Badging
+   * API exists (an installed app): reading here lowers it at once, as a
+   * badge push does for reading on another device.
+   */
+  #appBadge(n) {
+    if (this.badgeShown === n || !navigator.setAppBadge) return;
+    this.badgeShown = n;
+    try {
+      (n ? navigator.setAppBadge(n) : navigator.clearAppBadge()).catch(() => {});
+    } catch {
+      // Not supported here.
+    }
   }
 
   #renderList() {
@@ -270,10 +298,11 @@ export class AppView {
     const time = h('span', { class: 'conv-time' });
     const preview = h('span', { class: 'conv-preview' });
     const bottom = h('span', { class: 'conv-bottom' }, preview);
+    const top = h('span', { class: 'conv-top' }, title, time);
     const el = h('a', { class: 'conv', href: `#/c/${c.id}`, 'data-testid': 'conversation', 'data-conversation-id': c.id },
       av,
-      h('span', { class: 'conv-main' }, h('span', { class: 'conv-top' }, title, time), bottom));
-    this.parts.set(el, { av, title, time, preview, bottom, badge: null, avKey: '' });
+      h('span', { class: 'conv-main' }, top, bottom));
+    this.parts.set(el, { av, title, time, top, preview, bottom, badge: null, muted: null, avKey: '' });
     return el;
   }
 
@@ -318,6 +347,16 @@ export class AppView {
     setText(p.preview, text.length > 120 ? `${text.slice(0, 120)}…` : text);
     if (p.preview.className !== cls) p.preview.className = cls;
 
+    const muted = chat.isMuted(c);
+    if (muted && !p.muted) {
+      p.muted = h('span', { class: 'conv-muted', 'data-testid': 'muted', title: 'Muted' }, icon('bellOff', 'Muted'));
+      p.top.insertBefore(p.muted, p.time);
+    } else if (!muted && p.muted) {
+      p.muted.remove();
+      p.muted = null;
+    }
+    setAttr(el, 'data-muted', muted ? 'true' : null);
+
     const n = c.unread_count || 0;
     if (n > 0) {
       if (!p.badge) {
@@ -325,7 +364,8 @@ export class AppView {
         p.bottom.append(p.badge);
       }
       setText(p.badge, n > 99 ? '99+' : String(n));
-      setAttr(p.badge, 'aria-label', `${n} unread`);
+      setAttr(p.badge, 'aria-label', `${n} unread${muted ? ', muted' : ''}`);
+      p.badge.classList.toggle('is-muted', muted);
     } else if (p.badge) {
       p.badge.remove();
       p.badge = null;
@@ -377,10 +417,15 @@ export class AppView {
     this.headSub = h('p', { class: 'chat-sub' });
     this.headAvKey = '';
     this.infoBtn = h('button', { type: 'button', class: 'icon-btn', title: 'Members', 'aria-label': 'Members', onclick: () => this.#membersDialog(cid) }, icon('info'));
+    this.muteBtn = h('button', {
+      type: 'button', class: 'icon-btn mute-btn', 'data-testid': 'mute', onclick: () => this.#muteDialog(cid),
+    });
+    this.muteKey = '';
     const head = h('header', { class: 'chat-head' },
       h('a', { class: 'icon-btn back', href: '#', title: 'Back', 'aria-label': 'Back to conversations' }, icon('back')),
       this.headAvatar,
       h('div', { class: 'chat-head-text' }, this.headTitle, this.headSub),
+      this.muteBtn,
       this.infoBtn,
     );
     this.historyTop = h('div', { class: 'history-top' });
@@ -474,6 +519,16 @@ export class AppView {
     }
     setText(this.headSub, sub);
     this.infoBtn.hidden = c.type !== 'group';
+    const muted = chat.isMuted(c);
+    const muteKey = muted ? `m|${c.muted_until}` : 'u';
+    if (this.muteKey !== muteKey) {
+      this.muteKey = muteKey;
+      const label = muted ? `Notifications muted${untilText(c.muted_until)}` : 'Mute notifications';
+      this.muteBtn.replaceChildren(icon(muted ? 'bellOff' : 'bell'));
+      setAttr(this.muteBtn, 'title', label);
+      setAttr(this.muteBtn, 'aria-label', label);
+      setAttr(this.muteBtn, 'aria-pressed', muted ? 'true' : 'false');
+    }
   }
 
   #renderMessages(c) {
@@ -836,12 +891,55 @@ export class AppView {
     const dlg = this.#dialog(c.title || 'Group', body, off);
   }
 
+  // ---- muting ----
+
+  #muteDialog(cid) {
+    const chat = this.chat;
+    const c = chat.conversations.get(cid);
+    if (!c) return;
+    const error = h('p', { class: 'form-error', role: 'alert' });
+    const hour = 3600_000;
+    const choice = (label, until) => {
+      const b = h('button', { type: 'button', class: 'btn' }, label);
+      b.addEventListener('click', async () => {
+        for (const x of body.querySelectorAll('button')) x.disabled = true;
+        error.textContent = '';
+        try {
+          await chat.setMuted(cid, typeof until === 'number' ? new Date(Date.now() + until) : until);
+          dlg.close();
+        } catch (err) {
+          error.textContent = err.message;
+          for (const x of body.querySelectorAll('button')) x.disabled = false;
+        }
+      });
+      return b;
+    };
+    const muted = chat.isMuted(c);
+    const body = h('div', { class: 'dialog-form' },
+      h('p', { class: 'mute-state', text: muted
+        ? `Muted${untilText(c.muted_until)}. No notifications, and its messages are not in the unread count.`
+        : 'No notifications from this conversation, and its messages left out of the unread count.' }),
+      h('div', { class: 'mute-options' },
+        choice('For 1 hour', hour),
+        choice('For 8 hours', 8 * hour),
+        choice('For 1 week', 7 * 24 * hour),
+        choice('Until I turn it back on', null)),
+      error);
+    if (muted) body.append(h('div', { class: 'dialog-actions' }, choice('Unmute', false)));
+    const dlg = this.#dialog(muted ? 'Muted' : 'Mute notifications', body);
+  }
+
   // ---- notifications ----
 
   #notify(c, m) {
     if (document.visibilityState !== 'hidden') return;
     if (!('Notification' in window) || Notification.permission !== 'granted') return;
     const chat = this.chat;
+    // Muted: nothing, as the server sends no push for it. With Web Push on
+    // the hidden page told the server it is in the background, so the push
+    // shows this message (the service worker): showing it here too would
+    // alert twice.
+    if (chat.isMuted(c) || chat.push.active) return;
     // As the server's push: a group's title, with the sender in the body.
     const title = c.type === 'group' ? chat.titleOf(c) : chat.nameOf(m.sender_id);
     let text = m.text || KIND_TEXT[m.kind] || 'New message';
