@@ -1,6 +1,7 @@
 package parley
 
 import (
+	"encoding/json"
 	"regexp"
 	"strings"
 	"unicode/utf8"
@@ -12,6 +13,27 @@ type User struct {
 	Username    string `json:"username"`
 	DisplayName string `json:"display_name"`
 	CreatedAt   Time   `json:"created_at"`
+	// Deleted marks an account its owner deleted: it encodes as
+	// {"id","username":null,"display_name":"Deleted account","deleted":true}.
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// DeletedDisplayName is the display name of a deleted account.
+const DeletedDisplayName = "Deleted account"
+
+// MarshalJSON encodes u as the contract's User, or a deleted account as
+// {"id","username":null,"display_name":"Deleted account","deleted":true}.
+func (u User) MarshalJSON() ([]byte, error) {
+	if u.Deleted {
+		return json.Marshal(struct {
+			ID          string  `json:"id"`
+			Username    *string `json:"username"`
+			DisplayName string  `json:"display_name"`
+			Deleted     bool    `json:"deleted"`
+		}{u.ID, nil, DeletedDisplayName, true})
+	}
+	type plain User // without this method
+	return json.Marshal(plain(u))
 }
 
 // Role is a member's role in a conversation.

@@ -14,6 +14,10 @@ const (
 	// EventSessionRevoked is internal: a refresh-token family was revoked
 	// (logout or reuse), and the connections it authenticated must close.
 	EventSessionRevoked EventType = "session.revoked"
+	// EventAccountClosed is internal: a user deleted their account (Session
+	// names the user, FamilyID empty), and every connection of theirs must
+	// close with 4003.
+	EventAccountClosed EventType = "account.closed"
 )
 
 // Event is what a committed write (or a typing or presence change) tells the

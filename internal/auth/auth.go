@@ -37,6 +37,7 @@ type Store interface {
 	RotateRefreshToken(ctx context.Context, oldHash string, next parley.RefreshToken, grace time.Duration) (parley.RefreshToken, error)
 	RevokeSession(ctx context.Context, tokenHash string) error
 	SessionActive(ctx context.Context, familyID string) (bool, error)
+	DeleteUser(ctx context.Context, userID string) error
 }
 
 // Options configures a Service. Zero values take the defaults.
@@ -174,7 +175,9 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 		var err error
 		u, hash, err = s.store.UserByUsername(ctx, name)
 		switch {
-		case parley.ErrorCode(err) == parley.CodeNotFound:
+		case parley.ErrorCode(err) == parley.CodeNotFound, err == nil && u.Deleted:
+			// A deleted account has no password: it answers as an
+			// unknown user does, in as much time.
 			hash = s.dummyHash
 		case err != nil:
 			return Tokens{}, fmt.Errorf("login: %w", err)
@@ -214,6 +217,35 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		return Tokens{}, fmt.Errorf("refresh: %w", err)
 	}
 	return s.tokens(u, next.FamilyID, secret)
+}
+
+// DeleteAccount deletes userID's account once password proves it is its
+// owner (a wrong one is forbidden, not unauthenticated: the caller's
+// tokens are fine, and a client must not take it for an expired token).
+// See sqlstore's DeleteUser for what goes and what stays.
+func (s *Service) DeleteAccount(ctx context.Context, userID, password string) error {
+	if password == "" {
+		return parley.Errorf(parley.CodeInvalidArgument, "password is required")
+	}
+	u, err := s.store.UserByID(ctx, userID)
+	if err != nil {
+		return fmt.Errorf("delete account: %w", err)
+	}
+	if u.Deleted {
+		return parley.Errorf(parley.CodeNotFound, "user not found")
+	}
+	_, hash, err := s.store.UserByUsername(ctx, u.Username)
+	if err != nil {
+		return fmt.Errorf("delete account: %w", err)
+	}
+	ok, err := s.hasher.verify(ctx, password, hash)
+	if err != nil {
+		return fmt.Errorf("delete account: %w", err)
+	}
+	if !ok {
+		return parley.Errorf(parley.CodeForbidden, "wrong password")
+	}
+	return s.store.DeleteUser(ctx, userID)
 }
 
 // Logout revokes the family of refreshToken; other logins stay.

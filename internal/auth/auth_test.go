@@ -72,6 +72,10 @@ func (m *memStore) RotateRefreshToken(context.Context, string, parley.RefreshTok
 
 func (m *memStore) RevokeSession(context.Context, string) error { return nil }
 
+func (m *memStore) DeleteUser(context.Context, string) error {
+	return parley.Errorf(parley.CodeNotFound, "not in this fake")
+}
+
 func (m *memStore) SessionActive(_ context.Context, fam string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -225,3 +225,66 @@ func TestAccessTokenExpiry(t *testing.T) {
 		t.Errorf("closed %v after connecting with a 1 s token", d)
 	}
 }
+
+// TestDeleteAccount: a user deletes their account. Every socket of theirs
+// closes with 4003 (do not reconnect), every token stops working, groups
+// see them leave, and they answer as a deleted account wherever they are
+// referenced.
+func TestDeleteAccount(t *testing.T) {
+	t.Parallel()
+	n := startNode(t)
+	us := n.users(t, "alice", "bob", "carol")
+	alice, bob, carol := us[0], us[1], us[2]
+	g := wantString(t, "group", n.createGroup(t, alice, "Trip", bob, carol), "id")
+	n.createDirect(t, alice, bob)
+	phone := n.login(t, bob)
+	n.registerIOS(t, phone, newAPNsToken())
+	ws1, _ := n.connect(t, bob, "bob's laptop")
+	ws2, _ := n.connect(t, phone, "bob's phone")
+	aliceWS, _ := n.connect(t, alice, "alice")
+
+	del := func(u user, body any) *resp { return n.do(t, "DELETE", "/api/users/me", u.access, body) }
+	del(bob, obj{"password": "wrong horse"}).wantProblem(t, http.StatusForbidden, "forbidden")
+	del(bob, obj{}).wantProblem(t, http.StatusBadRequest, "invalid_argument")
+	n.do(t, "DELETE", "/api/users/me", "", obj{"password": "correct horse"}).wantProblem(t, http.StatusUnauthorized, "unauthenticated")
+	del(bob, obj{"password": "correct horse"}).want(t, http.StatusNoContent)
+
+	for _, ws := range []*wsClient{ws1, ws2} {
+		if code := ws.closed(); code != 4003 {
+			t.Errorf("%s closed with %d, want 4003", ws.name, code)
+		}
+	}
+	f, _ := aliceWS.event("conversation.updated", func(p obj) bool {
+		c, _ := p["conversation"].(obj)
+		return c["id"] == g
+	})
+	if ms := wantObjects(t, "conversation.updated", wantObject(t, "conversation.updated", f.payload, "conversation"), "members"); len(ms) != 2 {
+		t.Errorf("the group after bob left has %d members, want 2", len(ms))
+	}
+	for _, access := range []string{bob.access, phone.access} {
+		n.do(t, "GET", "/api/users/me", access, nil).wantProblem(t, http.StatusUnauthorized, "unauthenticated")
+	}
+	n.do(t, "POST", "/api/auth/refresh", "", obj{"refresh_token": phone.refresh}).wantProblem(t, http.StatusUnauthorized, "unauthenticated")
+	n.do(t, "POST", "/api/auth/login", "", obj{"username": bob.name, "password": "correct horse"}).wantProblem(t, http.StatusUnauthorized, "unauthenticated")
+	if c, _, err := n.dialRaw(t, dialOpts{token: bob.access}); err == nil {
+		c.CloseNow()
+		t.Error("a deleted account's token opened a WebSocket")
+	}
+
+	got := n.do(t, "GET", "/api/users/"+bob.id, carol.access, nil).want(t, http.StatusOK)
+	want := obj{"id": bob.id, "username": nil, "display_name": "Deleted account", "deleted": true}
+	if len(got) != len(want) {
+		t.Errorf("deleted user %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("deleted user %s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	// The username stays taken (for 30 days), and nobody finds it.
+	n.do(t, "POST", "/api/auth/register", "", obj{"username": bob.name, "password": "correct horse"}).wantProblem(t, http.StatusConflict, "conflict")
+	found := n.do(t, "GET", "/api/users?q="+bob.name, carol.access, nil).want(t, http.StatusOK)
+	if us := wantArray(t, "search", found, "users"); len(us) != 0 {
+		t.Errorf("search finds the deleted account: %v", us)
+	}
+}

@@ -31,6 +31,7 @@ const (
 	closeInternal        = int(wire.CloseInternal)
 	closeTryAgainLater   = int(wire.CloseTryAgainLater)
 	closeUnauthenticated = int(wire.CloseUnauthenticated)
+	closeDisabled        = int(wire.CloseDisabled)
 	// closeAbnormal is recorded (never sent) when the transport failed or
 	// the peer stopped answering.
 	closeAbnormal = websocket.CloseAbnormalClosure

@@ -47,6 +47,10 @@ func (g *Gateway) dispatch(ev *parley.Event) {
 		if ev.Session != nil {
 			g.revoke(ev.Session)
 		}
+	case parley.EventAccountClosed:
+		if ev.Session != nil {
+			g.closeAccount(ev.Session.UserID)
+		}
 	}
 }
 
@@ -193,6 +197,19 @@ func (g *Gateway) revoke(s *parley.SessionRevoked) {
 		c.mu.Unlock()
 		if revoked {
 			c.shut(closeUnauthenticated, "session revoked", true)
+		}
+	}
+}
+
+// closeAccount closes every connection of a deleted account with 4003:
+// the client must not reconnect.
+func (g *Gateway) closeAccount(userID string) {
+	sh := &g.users[g.shard(userID)]
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	if e := sh.users[userID]; e != nil {
+		for _, c := range e.conns {
+			c.shut(closeDisabled, "account deleted", true)
 		}
 	}
 }

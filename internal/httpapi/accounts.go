@@ -67,6 +67,25 @@ func (h *api) refresh(w http.ResponseWriter, r *http.Request) error {
 
 // logout revokes the family of a refresh token: 204, also for a token that
 // is unknown, so that logging out twice is harmless.
+// deleteAccountRequest is the body of DELETE /api/users/me.
+type deleteAccountRequest struct {
+	Password string `json:"password"`
+}
+
+// deleteAccount deletes the caller's account, once they gave its password
+// again: 204, and every socket of theirs closes with 4003.
+func (h *api) deleteAccount(w http.ResponseWriter, r *http.Request, callerID string) error {
+	var req deleteAccountRequest
+	if err := decodeJSON(w, r, maxBodyBytes, &req); err != nil {
+		return err
+	}
+	if err := h.auth.DeleteAccount(r.Context(), callerID, req.Password); err != nil {
+		return err
+	}
+	noContent(w)
+	return nil
+}
+
 func (h *api) logout(w http.ResponseWriter, r *http.Request) error {
 	var req refreshRequest
 	if err := decodeJSON(w, r, maxBodyBytes, &req); err != nil {

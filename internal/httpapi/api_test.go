@@ -102,7 +102,7 @@ func TestRouting(t *testing.T) {
 	wrongMethod := []struct{ method, path, allow string }{
 		{"PUT", "/api/conversations", "GET, HEAD, POST"},
 		{"GET", "/api/auth/login", "POST"},
-		{"DELETE", "/api/users/me", "GET, HEAD"},
+		{"PUT", "/api/users/me", "DELETE, GET, HEAD"},
 		{"POST", "/healthz", "GET, HEAD"},
 		{"PATCH", "/api/conversations/x/messages", "GET, HEAD, POST"},
 	}

@@ -29,6 +29,7 @@ type Auth interface {
 	Refresh(ctx context.Context, refreshToken string) (auth.Tokens, error)
 	Logout(ctx context.Context, refreshToken string) error
 	Authenticate(ctx context.Context, accessToken string) (auth.Claims, error)
+	DeleteAccount(ctx context.Context, userID, password string) error
 }
 
 // Chat is what the API needs from the chat service (*chat.Service).
@@ -143,6 +144,7 @@ func (h *api) routes() {
 	h.handle("POST /api/auth/logout", h.logout)
 
 	h.handle("GET /api/users/me", h.authed(h.me))
+	h.handle("DELETE /api/users/me", h.authed(h.deleteAccount))
 	h.handle("GET /api/users/{id}", h.authed(h.user))
 	h.handle("GET /api/users", h.authed(h.searchUsers))
 

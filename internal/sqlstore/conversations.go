@@ -326,7 +326,7 @@ func (db *DB) CreateConversation(ctx context.Context, p parley.NewConversation) 
 	err = db.write(ctx, "create_conversation", key, func(w *writeTx) error {
 		conv, created = parley.Conversation{}, false
 		var known int
-		if err := w.queryRow(`SELECT COUNT(*) FROM users WHERE id `+w.d.inList(),
+		if err := w.queryRow(`SELECT COUNT(*) FROM users WHERE deleted_at IS NULL AND id `+w.d.inList(),
 			everyone).Scan(&known); err != nil {
 			return fmt.Errorf("create conversation: check users: %w", err)
 		}
@@ -654,7 +654,7 @@ func (db *DB) AddMember(ctx context.Context, conversationID, actorID, userID str
 		}
 		var userKnown, already int
 		if err := w.queryRow(`SELECT
-			(SELECT COUNT(*) FROM users WHERE id = ?),
+			(SELECT COUNT(*) FROM users WHERE id = ? AND deleted_at IS NULL),
 			(SELECT COUNT(*) FROM members WHERE conversation_id = ? AND user_id = ?)`,
 			userID, conversationID, userID).Scan(&userKnown, &already); err != nil {
 			return fmt.Errorf("add member: %w", err)
@@ -711,37 +711,10 @@ func (db *DB) RemoveMember(ctx context.Context, conversationID, actorID, userID 
 		if actorID != userID && role != parley.RoleAdmin {
 			return parley.Errorf(parley.CodeForbidden, "only a group admin can remove others")
 		}
-		// The removed user's own view, for their copy of the event.
-		var readSeq, unread int64
-		err = w.queryRow(`SELECT me.read_seq, `+unreadMe+` FROM members me
-			WHERE me.conversation_id = ? AND me.user_id = ?`, conversationID, userID).Scan(&readSeq, &unread)
-		if errors.Is(err, sql.ErrNoRows) {
-			return parley.Errorf(parley.CodeNotFound, "user is not a member")
-		}
+		change, unread, err := leaveGroup(w, conversationID, userID)
 		if err != nil {
-			return fmt.Errorf("remove member: %w", err)
+			return wrapInternal("remove member", err)
 		}
-		if _, err := w.exec(`DELETE FROM members WHERE conversation_id = ? AND user_id = ?`, conversationID, userID); err != nil {
-			return fmt.Errorf("remove member: %w", err)
-		}
-		// A group keeps an admin while it has members: the longest-standing
-		// member takes over. With nobody left, nothing happens.
-		if _, err := w.exec(`UPDATE members SET role = 'admin'
-			WHERE conversation_id = ?
-			AND NOT EXISTS (SELECT 1 FROM members a WHERE a.conversation_id = ? AND a.role = 'admin')
-			AND user_id = (SELECT f.user_id FROM members f WHERE f.conversation_id = ?
-				ORDER BY f.joined_at, f.user_id LIMIT 1)`,
-			conversationID, conversationID, conversationID); err != nil {
-			return fmt.Errorf("remove member: promote admin: %w", err)
-		}
-		if _, err := w.exec(`UPDATE conversations SET updated_at = ? WHERE id = ?`, millis(w.now), conversationID); err != nil {
-			return fmt.Errorf("remove member: touch conversation: %w", err)
-		}
-		change, err := loadChange(&w.session, conversationID)
-		if err != nil {
-			return fmt.Errorf("remove member: %w", err)
-		}
-		change.Views[userID] = parley.MemberView{ReadSeq: readSeq, UnreadCount: unread}
 		publishChange(w, change, userID, userID)
 		// What they had unread there no longer counts in their badge.
 		if unread > 0 {
@@ -751,6 +724,46 @@ func (db *DB) RemoveMember(ctx context.Context, conversationID, actorID, userID 
 		}
 		return nil
 	})
+}
+
+// leaveGroup removes userID from a group (the conversation is locked):
+// when no admin remains, the longest-standing member becomes admin, and
+// updated_at moves. It returns the change to publish, with the removed
+// user's own last view of it, and how many messages they had unread there.
+// not_found if userID is not a member.
+func leaveGroup(w *writeTx, conversationID, userID string) (*parley.ConversationChange, int64, error) {
+	// The removed user's own view, for their copy of the event.
+	var readSeq, unread int64
+	err := w.queryRow(`SELECT me.read_seq, `+unreadMe+` FROM members me
+			WHERE me.conversation_id = ? AND me.user_id = ?`, conversationID, userID).Scan(&readSeq, &unread)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, 0, parley.Errorf(parley.CodeNotFound, "user is not a member")
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("leave group: %w", err)
+	}
+	if _, err := w.exec(`DELETE FROM members WHERE conversation_id = ? AND user_id = ?`, conversationID, userID); err != nil {
+		return nil, 0, fmt.Errorf("leave group: %w", err)
+	}
+	// A group keeps an admin while it has members: the longest-standing
+	// member takes over. With nobody left, nothing happens.
+	if _, err := w.exec(`UPDATE members SET role = 'admin'
+			WHERE conversation_id = ?
+			AND NOT EXISTS (SELECT 1 FROM members a WHERE a.conversation_id = ? AND a.role = 'admin')
+			AND user_id = (SELECT f.user_id FROM members f WHERE f.conversation_id = ?
+				ORDER BY f.joined_at, f.user_id LIMIT 1)`,
+		conversationID, conversationID, conversationID); err != nil {
+		return nil, 0, fmt.Errorf("leave group: promote admin: %w", err)
+	}
+	if _, err := w.exec(`UPDATE conversations SET updated_at = ? WHERE id = ?`, millis(w.now), conversationID); err != nil {
+		return nil, 0, fmt.Errorf("leave group: touch conversation: %w", err)
+	}
+	change, err := loadChange(&w.session, conversationID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("leave group: %w", err)
+	}
+	change.Views[userID] = parley.MemberView{ReadSeq: readSeq, UnreadCount: unread}
+	return change, unread, nil
 }
 
 // wrapInternal adds context to an internal error and passes a client error

@@ -44,14 +44,14 @@ func jsonList(ids []string) (string, error) {
 }
 
 // userCols are the columns scanUser reads, from a table aliased u.
-const userCols = `u.id, u.username, u.display_name, u.created_at`
+const userCols = `u.id, u.username, u.display_name, u.created_at, u.deleted_at IS NOT NULL`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanUser(s scanner, extra ...any) (parley.User, error) {
 	var u parley.User
 	var created int64
-	if err := s.Scan(append([]any{&u.ID, &u.Username, &u.DisplayName, &created}, extra...)...); err != nil {
+	if err := s.Scan(append([]any{&u.ID, &u.Username, &u.DisplayName, &created, &u.Deleted}, extra...)...); err != nil {
 		return parley.User{}, err
 	}
 	u.CreatedAt = fromMillis(created)

@@ -24,6 +24,13 @@ func (db *DB) CreateUser(ctx context.Context, u parley.User, passwordHash string
 		if created.IsZero() {
 			created = w.now
 		}
+		// The username of an account deleted long enough ago is free: its
+		// row keeps an impossible one ("~" and its id).
+		if _, err := w.exec(`UPDATE users SET username = '~' || id
+			WHERE username = ? AND deleted_at IS NOT NULL AND deleted_at <= ?`,
+			u.Username, millis(w.now)-usernameHeld.Milliseconds()); err != nil {
+			return fmt.Errorf("create user: free a deleted account's username: %w", err)
+		}
 		res, err := w.exec(`INSERT INTO users (id, username, display_name, password_hash, created_at, last_seen_at)
 			VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO NOTHING`,
 			// A user who never connected was last seen registering, so that
@@ -95,10 +102,12 @@ func (db *DB) SearchUsers(ctx context.Context, prefix string, limit int) ([]parl
 			// would scan the table.
 			rows, err = s.query(`SELECT `+userCols+` FROM users u
 				WHERE u.username >= ? AND u.username < ? AND u.username LIKE ? ESCAPE '\'
+				AND u.deleted_at IS NULL
 				ORDER BY u.username LIMIT ?`, prefix, upper, likePrefix(prefix), limit)
 		} else {
 			rows, err = s.query(`SELECT `+userCols+` FROM users u
 				WHERE u.username >= ? AND u.username LIKE ? ESCAPE '\'
+				AND u.deleted_at IS NULL
 				ORDER BY u.username LIMIT ?`, prefix, likePrefix(prefix), limit)
 		}
 		if err != nil {
