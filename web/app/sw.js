@@ -12,9 +12,10 @@
 //   sender_id, message_id, seq, tag}: a new message. tag is the
 //   conversation id, so that the notifications of one conversation
 //   replace each other. A payload without type (an older server) is one.
-// - {"type": "badge", badge}: the user read on another device and the
-//   unread count went down. It sets the app badge and shows nothing; at 0
-//   it also closes the app's notifications, all read now.
+// - {"type": "badge", badge}: the user's unread count went down (read on
+//   another device, a mute, leaving a group). It sets the app badge and
+//   shows nothing; at 0 it also closes the app's notifications, all read
+//   now.
 // Any other type is ignored (a newer server's), apart from its badge.
 
 'use strict';
