@@ -127,6 +127,9 @@ type Message struct {
 	Kind            MessageKind `json:"kind"`
 	Text            string      `json:"text"`
 	CreatedAt       Time        `json:"created_at"`
+	// Media is the attached file of an image, video or file message (an
+	// extension), nil for text.
+	Media *Media `json:"media,omitempty"`
 }
 
 // ReceiptKind is the watermark a receipt moves.

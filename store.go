@@ -130,6 +130,9 @@ type NewMessage struct {
 	ClientMessageID string
 	Kind            MessageKind
 	Text            string
+	// MediaID is the upload to attach (image, video and file kinds): the
+	// sender's own, ready, and not attached yet.
+	MediaID string
 	// Origin is the session that sent it, passed through to the event.
 	Origin string
 }

@@ -132,6 +132,9 @@ type MessageSend struct {
 	ClientMessageID string             `json:"client_message_id"`
 	Kind            parley.MessageKind `json:"kind"`
 	Text            string             `json:"text"`
+	// MediaID is the upload an image, video or file message carries (an
+	// extension, docs/protocol.md "Media").
+	MediaID string `json:"media_id,omitempty"`
 }
 
 // ReceiptSend is the payload of a client's receipt.

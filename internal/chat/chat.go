@@ -41,7 +41,10 @@ type Options struct {
 	// Ready, if set, is asked before every write: an error (unavailable
 	// while the event bus is down) refuses the write, so that nothing is
 	// stored that the cluster cannot announce.
-	Ready  func() error
+	Ready func() error
+	// Media signs the URLs of the media in the messages the service
+	// returns; nil leaves them empty.
+	Media  parley.MediaSigner
 	Logger *slog.Logger
 }
 
@@ -54,6 +57,7 @@ type Service struct {
 	limiter RateLimiter
 	typing  *LocalLimiter
 	ready   func() error
+	media   parley.MediaSigner
 }
 
 // New returns a Service over store, publishing typing on bus.
@@ -76,6 +80,7 @@ func New(store Store, bus parley.Publisher, opts Options) *Service {
 		limiter: limiter,
 		typing:  local,
 		ready:   opts.Ready,
+		media:   opts.Media,
 	}
 }
 
@@ -166,7 +171,9 @@ func (s *Service) CreateConversation(ctx context.Context, callerID string, typ p
 	if err := s.writable(); err != nil {
 		return parley.Conversation{}, false, err
 	}
-	return s.store.CreateConversation(ctx, parley.NewConversation{Type: typ, Title: title, CreatorID: callerID, MemberIDs: memberIDs})
+	c, created, err := s.store.CreateConversation(ctx, parley.NewConversation{Type: typ, Title: title, CreatorID: callerID, MemberIDs: memberIDs})
+	parley.SignConversation(s.media, &c)
+	return c, created, err
 }
 
 // Conversation returns one of callerID's conversations.
@@ -174,7 +181,9 @@ func (s *Service) Conversation(ctx context.Context, callerID, id string) (parley
 	if !validID(id) {
 		return parley.Conversation{}, notFound()
 	}
-	return s.store.Conversation(ctx, id, callerID)
+	c, err := s.store.Conversation(ctx, id, callerID)
+	parley.SignConversation(s.media, &c)
+	return c, err
 }
 
 // Conversations returns callerID's conversations, most recent activity first.
@@ -185,6 +194,9 @@ func (s *Service) Conversations(ctx context.Context, callerID string) ([]parley.
 	}
 	if convs == nil {
 		convs = []parley.Conversation{}
+	}
+	for i := range convs {
+		parley.SignConversation(s.media, &convs[i])
 	}
 	return convs, nil
 }
@@ -218,7 +230,9 @@ func (s *Service) AddMember(ctx context.Context, callerID, conversationID, userI
 	if err := s.writable(); err != nil {
 		return parley.Conversation{}, err
 	}
-	return s.store.AddMember(ctx, conversationID, callerID, userID)
+	c, err := s.store.AddMember(ctx, conversationID, callerID, userID)
+	parley.SignConversation(s.media, &c)
+	return c, err
 }
 
 // RemoveMember removes userID from a group: an admin removing someone, or a
@@ -253,6 +267,7 @@ func (s *Service) History(ctx context.Context, callerID, conversationID string, 
 	if msgs == nil {
 		msgs = []parley.Message{}
 	}
+	parley.SignMessages(s.media, msgs)
 	return msgs, more, err
 }
 
@@ -262,6 +277,8 @@ type SendParams struct {
 	ClientMessageID string
 	Kind            parley.MessageKind
 	Text            string
+	// MediaID is the upload an image, video or file message carries.
+	MediaID string
 	// Origin is the sending session, which gets an ack instead of message.new.
 	Origin string
 }
@@ -289,8 +306,14 @@ func (s *Service) Send(ctx context.Context, senderID string, p SendParams) (parl
 		if strings.TrimSpace(p.Text) == "" {
 			return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "a text message needs text")
 		}
+		if p.MediaID != "" {
+			return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "a text message carries no media_id")
+		}
 	case parley.KindImage, parley.KindVideo, parley.KindFile:
-		// Media are a later addition; until then these kinds carry only a text.
+		// The text is an optional caption.
+		if !validID(p.MediaID) {
+			return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "an %s message needs the media_id of an upload", p.Kind)
+		}
 	case parley.KindSystem:
 		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "clients may not send system messages")
 	default:
@@ -308,14 +331,19 @@ func (s *Service) Send(ctx context.Context, senderID string, p SendParams) (parl
 	if err := s.writable(); err != nil {
 		return parley.Message{}, false, err
 	}
-	return s.store.SendMessage(ctx, parley.NewMessage{
+	m, created, err := s.store.SendMessage(ctx, parley.NewMessage{
 		ConversationID:  p.ConversationID,
 		SenderID:        senderID,
 		ClientMessageID: p.ClientMessageID,
 		Kind:            p.Kind,
 		Text:            p.Text,
+		MediaID:         p.MediaID,
 		Origin:          p.Origin,
 	})
+	if err != nil {
+		return parley.Message{}, false, err
+	}
+	return *parley.SignedMessage(s.media, &m), created, nil
 }
 
 // Receipt moves callerID's delivered or read watermark forward. deviceID is

@@ -88,7 +88,10 @@ func (s *Service) Sync(ctx context.Context, callerID string, req wire.Sync) (wir
 				}
 				return wire.SyncResult{}, fmt.Errorf("sync %s: %w", c.ID, err)
 			}
+			// Signed before they are measured: the URLs count too.
+			parley.SignMessages(s.media, msgs)
 		}
+		parley.SignConversation(s.media, &c)
 		size := jsonSize(c)
 		if used+size > syncBudget && len(res.Conversations) > 0 {
 			return withNext(res, c), nil

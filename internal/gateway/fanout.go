@@ -20,7 +20,10 @@ func (g *Gateway) dispatch(ev *parley.Event) {
 		if ev.Message == nil {
 			return
 		}
-		f := g.encodeEvent(wire.TypeMessageNew, wire.MessageNew{Message: ev.Message}, len(ev.Recipients))
+		// Media URLs are signed once per event: every recipient gets
+		// the same frame.
+		msg := parley.SignedMessage(g.opts.Media, ev.Message)
+		f := g.encodeEvent(wire.TypeMessageNew, wire.MessageNew{Message: msg}, len(ev.Recipients))
 		n := g.toUsers(ev.Recipients, f, ev.Origin)
 		g.m.MessagesDelivered.Add(float64(n))
 		g.countSent(wire.TypeMessageNew, n)
@@ -176,7 +179,9 @@ func (g *Gateway) conversationUpdated(ev *parley.Event) int {
 		if !g.localOnline(u) {
 			continue
 		}
-		f := g.encodeEvent(wire.TypeConversationUpdated, wire.ConversationUpdated{Conversation: ev.Conversation.For(u)}, 0)
+		c := ev.Conversation.For(u)
+		parley.SignConversation(g.opts.Media, &c)
+		f := g.encodeEvent(wire.TypeConversationUpdated, wire.ConversationUpdated{Conversation: c}, 0)
 		n += g.toUsers([]string{u}, f, "")
 	}
 	return n

@@ -140,6 +140,9 @@ type Options struct {
 	// AuthTimeout is how long a connection without an Authorization header
 	// has to send its auth frame (default 10 s) before it is closed with 4001.
 	AuthTimeout time.Duration
+	// Media signs the URLs of media in the events sent; nil leaves them
+	// empty.
+	Media parley.MediaSigner
 	// Logger receives the gateway's logs (default slog.Default()).
 	Logger *slog.Logger
 	// Metrics receives the gateway's metrics; nil uses a private registry.

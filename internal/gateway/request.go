@@ -95,6 +95,7 @@ func (c *conn) messageSend(f wire.Frame) {
 		ClientMessageID: p.ClientMessageID,
 		Kind:            p.Kind,
 		Text:            p.Text,
+		MediaID:         p.MediaID,
 		Origin:          c.id,
 	})
 	if err != nil {

@@ -97,6 +97,7 @@ type sendRequest struct {
 	ClientMessageID string             `json:"client_message_id"`
 	Kind            parley.MessageKind `json:"kind"`
 	Text            string             `json:"text"`
+	MediaID         string             `json:"media_id"`
 }
 
 // send stores a message: 201 Message, or 200 with the original for a
@@ -111,6 +112,7 @@ func (h *api) send(w http.ResponseWriter, r *http.Request, callerID string) erro
 		ClientMessageID: req.ClientMessageID,
 		Kind:            req.Kind,
 		Text:            req.Text,
+		MediaID:         req.MediaID,
 	})
 	if err != nil {
 		return err

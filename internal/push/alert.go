@@ -1,6 +1,7 @@
 package push
 
 import (
+	"strings"
 	"unicode/utf8"
 
 	"github.com/parley-chat/parley"
@@ -36,17 +37,23 @@ func NewAlert(j parley.PushJob) Alert {
 // Body is what a push says of a message: its text cut to MaxBodyChars
 // characters (Unicode code points, never a split UTF-8 sequence) followed
 // by "…" when cut, or what the message is when it carries media ("Photo",
-// "Video", "File").
+// "Video", "File"), then ": " and its caption if it has one.
 func Body(kind parley.MessageKind, text string) string {
+	var what string
 	switch kind {
 	case parley.KindImage:
-		return "Photo"
+		what = "Photo"
 	case parley.KindVideo:
-		return "Video"
+		what = "Video"
 	case parley.KindFile:
-		return "File"
+		what = "File"
+	default:
+		return Cut(text, MaxBodyChars)
 	}
-	return Cut(text, MaxBodyChars)
+	if strings.TrimSpace(text) == "" {
+		return what
+	}
+	return what + ": " + Cut(text, MaxBodyChars)
 }
 
 // Cut returns s if it has at most n characters (code points), else its

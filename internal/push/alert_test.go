@@ -50,9 +50,10 @@ func TestBody(t *testing.T) {
 	}{
 		{parley.KindText, "hi there", "hi there"},
 		{parley.KindText, strings.Repeat("x", 300), strings.Repeat("x", 200) + "…"},
-		{parley.KindImage, "caption", "Photo"},
+		{parley.KindImage, "caption", "Photo: caption"},
+		{parley.KindImage, "  ", "Photo"},
 		{parley.KindVideo, "", "Video"},
-		{parley.KindFile, "report.pdf", "File"},
+		{parley.KindFile, "", "File"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.kind), func(t *testing.T) {

@@ -35,12 +35,17 @@ func (db *DB) SendMessage(ctx context.Context, p parley.NewMessage) (parley.Mess
 	if p.ClientMessageID == "" {
 		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "client_message_id is required")
 	}
+	if (p.MediaID != "") != (p.Kind == parley.KindImage || p.Kind == parley.KindVideo || p.Kind == parley.KindFile) {
+		return parley.Message{}, false, parley.Errorf(parley.CodeInvalidArgument, "image, video and file messages carry a media_id, and only they do")
+	}
 	var msg parley.Message
 	var created bool
 	err := db.write(ctx, "send_message", lockConversationKey(p.ConversationID, forUpdate), func(w *writeTx) error {
 		var members []string
 		var err error
-		if w.d.postgres {
+		// A media message checks and attaches its upload: the steps do
+		// that on both engines.
+		if w.d.postgres && p.MediaID == "" {
 			msg, members, created, err = db.sendInOne(w, p)
 		} else {
 			msg, members, created, err = db.sendInSteps(w, p)
@@ -98,15 +103,27 @@ func (db *DB) sendInSteps(w *writeTx, p parley.NewMessage) (parley.Message, []st
 	// writer), so last_seq+1 is gap-free; the message's time is the
 	// conversation's latest activity.
 	now := millis(w.now)
+	var media *parley.Media
+	var mediaCol, mediaID any // NULL without media
+	if p.MediaID != "" {
+		if media, err = attachMedia(w, p); err != nil {
+			return parley.Message{}, nil, false, wrapInternal("send message", err)
+		}
+		col, err := encodeMedia(media)
+		if err != nil {
+			return parley.Message{}, nil, false, fmt.Errorf("send message: %w", err)
+		}
+		mediaCol, mediaID = col, media.ID
+	}
 	var seq int64
 	if err := w.queryRow(`UPDATE conversations SET last_seq = last_seq + 1, updated_at = ?
 		WHERE id = ? RETURNING last_seq`, now, p.ConversationID).Scan(&seq); err != nil {
 		return parley.Message{}, nil, false, fmt.Errorf("send message: next seq: %w", err)
 	}
 	if _, err := w.exec(`INSERT INTO messages
-		(id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		id, p.ConversationID, seq, p.SenderID, p.ClientMessageID, string(p.Kind), p.Text, now); err != nil {
+		(id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at, media, media_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, p.ConversationID, seq, p.SenderID, p.ClientMessageID, string(p.Kind), p.Text, now, mediaCol, mediaID); err != nil {
 		return parley.Message{}, nil, false, fmt.Errorf("send message: insert: %w", err)
 	}
 	if _, err := w.exec(`UPDATE members SET unread_count = unread_count + 1
@@ -116,7 +133,62 @@ func (db *DB) sendInSteps(w *writeTx, p parley.NewMessage) (parley.Message, []st
 	if err := db.queuePush(w, id, p.ConversationID, p.SenderID); err != nil {
 		return parley.Message{}, nil, false, fmt.Errorf("send message: %w", err)
 	}
-	return newMessage(p, id, seq, w.now), members, true, nil
+	msg = newMessage(p, id, seq, w.now)
+	msg.Media = media
+	return msg, members, true, nil
+}
+
+// attachMedia checks that p's media may be attached to it and attaches it
+// to p's conversation: the sender's own upload (any other, or an unknown
+// id, is invalid_argument, so that nobody learns of others' uploads),
+// ready, not attached yet, and of a kind the message allows. On
+// PostgreSQL the media row is locked, so that two sends cannot attach it
+// twice.
+func attachMedia(w *writeTx, p parley.NewMessage) (*parley.Media, error) {
+	var (
+		f             parley.MediaFile
+		width, height sql.NullInt64
+		duration      sql.NullInt64
+		conv          sql.NullString
+	)
+	err := w.queryRow(`SELECT uploader_id, state, kind, mime_type, size, name, width, height, duration_ms,
+		has_thumbnail <> 0, conversation_id FROM media WHERE id = ?`+w.d.lockSuffix(forUpdate, ""), p.MediaID).Scan(
+		&f.UploaderID, &f.State, &f.Kind, &f.MIMEType, &f.Size, &f.Name, &width, &height, &duration, &f.HasThumbnail, &conv)
+	switch {
+	case errors.Is(err, sql.ErrNoRows) || (err == nil && f.UploaderID != p.SenderID):
+		return nil, parley.Errorf(parley.CodeInvalidArgument, "unknown media_id")
+	case err != nil:
+		return nil, fmt.Errorf("attach media: %w", err)
+	case f.State != parley.MediaReady:
+		return nil, parley.Errorf(parley.CodeInvalidArgument, "the upload of that media is not complete (%s)", f.State)
+	case conv.Valid:
+		return nil, parley.Errorf(parley.CodeInvalidArgument, "that media is attached to a message already")
+	case !parley.KindAllows(p.Kind, f.Kind):
+		return nil, parley.Errorf(parley.CodeInvalidArgument, "a message of kind %s cannot carry %s", p.Kind, f.MIMEType)
+	}
+	if _, err := w.exec(`UPDATE media SET conversation_id = ?, attached_at = ? WHERE id = ?`,
+		p.ConversationID, millis(w.now), p.MediaID); err != nil {
+		return nil, fmt.Errorf("attach media: %w", err)
+	}
+	m := f.Media
+	m.ID = p.MediaID
+	m.Width, m.Height, m.DurationMS = intPtr(width), intPtr(height), int64Ptr(duration)
+	return &m, nil
+}
+
+func intPtr(v sql.NullInt64) *int {
+	if !v.Valid {
+		return nil
+	}
+	i := int(v.Int64)
+	return &i
+}
+
+func int64Ptr(v sql.NullInt64) *int64 {
+	if !v.Valid {
+		return nil
+	}
+	return &v.Int64
 }
 
 // newMessage is the message p stored with id and seq at now.

@@ -286,12 +286,10 @@ func dueMessagePushes(w *writeTx, nowMS int64, limit int, jobs []parley.PushJob,
 			convType          string
 			title             sql.NullString
 			dead              bool
-			m                 parley.Message
-			created           int64
+			m                 nullMessage
 		)
 		dest := append([]any{&j.ID, &j.Badge, &j.Attempts, &queued, &j.Held}, scanDevice(&j.Device, &tokenTime,
-			&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.ClientMessageID, &m.Kind, &m.Text, &created,
-			&j.SenderName, &convType, &title, &j.Confirmed, &dead)...)
+			append(m.dest(), &j.SenderName, &convType, &title, &j.Confirmed, &dead)...)...)
 		if err := rows.Scan(dest...); err != nil {
 			return nil, nil, fmt.Errorf("claim push jobs: %w", err)
 		}
@@ -299,8 +297,7 @@ func dueMessagePushes(w *writeTx, nowMS int64, limit int, jobs []parley.PushJob,
 			obsolete = append(obsolete, j.ID)
 			continue
 		}
-		m.CreatedAt = fromMillis(created)
-		j.Message = m
+		j.Message = *m.message()
 		j.QueuedAt = fromMillis(queued)
 		j.Device.CreatedAt = fromMillis(tokenTime)
 		j.ConversationType = parley.ConversationType(convType)

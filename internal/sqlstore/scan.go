@@ -59,32 +59,38 @@ func scanUser(s scanner, extra ...any) (parley.User, error) {
 }
 
 // msgCols are the columns scanMessage reads, from a table aliased m.
-const msgCols = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_message_id, m.kind, m.text, m.created_at`
+const msgCols = `m.id, m.conversation_id, m.seq, m.sender_id, m.client_message_id, m.kind, m.text, m.created_at, m.media`
 
 func scanMessage(s scanner) (parley.Message, error) {
 	var m parley.Message
 	var created int64
-	if err := s.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.ClientMessageID, &m.Kind, &m.Text, &created); err != nil {
+	var media sql.NullString
+	if err := s.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.ClientMessageID, &m.Kind, &m.Text, &created, &media); err != nil {
 		return parley.Message{}, err
 	}
 	m.CreatedAt = fromMillis(created)
-	return m, nil
+	var err error
+	m.Media, err = decodeMedia(media)
+	return m, err
 }
 
 // nullMessage receives the msgCols of a LEFT JOIN that may find nothing.
 type nullMessage struct {
-	id, conversationID, senderID, clientMessageID, kind, text sql.NullString
-	seq, createdAt                                            sql.NullInt64
+	id, conversationID, senderID, clientMessageID, kind, text, media sql.NullString
+	seq, createdAt                                                   sql.NullInt64
 }
 
 func (n *nullMessage) dest() []any {
-	return []any{&n.id, &n.conversationID, &n.seq, &n.senderID, &n.clientMessageID, &n.kind, &n.text, &n.createdAt}
+	return []any{&n.id, &n.conversationID, &n.seq, &n.senderID, &n.clientMessageID, &n.kind, &n.text, &n.createdAt, &n.media}
 }
 
+// message returns the message read, nil if none. A media column that does
+// not decode (it never should: the store wrote it) leaves Media nil.
 func (n *nullMessage) message() *parley.Message {
 	if !n.id.Valid {
 		return nil
 	}
+	media, _ := decodeMedia(n.media)
 	return &parley.Message{
 		ID:              n.id.String,
 		ConversationID:  n.conversationID.String,
@@ -94,5 +100,46 @@ func (n *nullMessage) message() *parley.Message {
 		Kind:            parley.MessageKind(n.kind.String),
 		Text:            n.text.String,
 		CreatedAt:       fromMillis(n.createdAt.Int64),
+		Media:           media,
 	}
+}
+
+// storedMedia is a message's media column: its Media as it was when the
+// message was sent, without the URLs, which are signed when shown.
+type storedMedia struct {
+	ID         string `json:"id"`
+	MIMEType   string `json:"mime_type"`
+	Size       int64  `json:"size"`
+	Name       string `json:"name"`
+	Width      *int   `json:"width,omitempty"`
+	Height     *int   `json:"height,omitempty"`
+	DurationMS *int64 `json:"duration_ms,omitempty"`
+	Thumbnail  bool   `json:"thumbnail,omitempty"`
+}
+
+// encodeMedia returns the media column of m.
+func encodeMedia(m *parley.Media) (string, error) {
+	b, err := json.Marshal(storedMedia{
+		ID: m.ID, MIMEType: m.MIMEType, Size: m.Size, Name: m.Name,
+		Width: m.Width, Height: m.Height, DurationMS: m.DurationMS, Thumbnail: m.HasThumbnail,
+	})
+	if err != nil {
+		return "", fmt.Errorf("encode media: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeMedia reads a media column; NULL is no media.
+func decodeMedia(col sql.NullString) (*parley.Media, error) {
+	if !col.Valid || col.String == "" {
+		return nil, nil
+	}
+	var sm storedMedia
+	if err := json.Unmarshal([]byte(col.String), &sm); err != nil {
+		return nil, fmt.Errorf("decode media: %w", err)
+	}
+	return &parley.Media{
+		ID: sm.ID, MIMEType: sm.MIMEType, Size: sm.Size, Name: sm.Name,
+		Width: sm.Width, Height: sm.Height, DurationMS: sm.DurationMS, HasThumbnail: sm.Thumbnail,
+	}, nil
 }
