@@ -23,6 +23,32 @@ const (
 	CodeUnavailable     Code = "unavailable"
 )
 
+// HTTPStatus is the one table from the contract's error codes to HTTP
+// statuses; 0 for a code that is not the contract's.
+func (c Code) HTTPStatus() int {
+	switch c {
+	case CodeInvalidArgument:
+		return 400
+	case CodeUnauthenticated:
+		return 401
+	case CodeForbidden:
+		return 403
+	case CodeNotFound:
+		return 404
+	case CodeConflict:
+		return 409
+	case CodePayloadTooLarge:
+		return 413
+	case CodeRateLimited:
+		return 429
+	case CodeInternal:
+		return 500
+	case CodeUnavailable:
+		return 503
+	}
+	return 0
+}
+
 // Error is an error a client may see: a code from the contract and a message
 // safe to show. Internal causes are kept in Err for logs and never sent.
 type Error struct {

@@ -23,6 +23,9 @@ apt_install() {
 # Debian's HAProxy in front of three nodes.
 command -v gcc >/dev/null 2>&1 || apt_install gcc
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
+# Videos get their duration and poster frame from ffmpeg; the media tests
+# cover both.
+command -v ffmpeg >/dev/null 2>&1 || apt_install ffmpeg
 
 # The store and cluster tests use the machine's PostgreSQL (127.0.0.1:5432,
 # trust auth, user postgres; PARLEY_TEST_PG_URL overrides it) and start it

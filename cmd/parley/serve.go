@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
@@ -51,6 +52,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&lim.TypingBurst, "typing-burst", d.TypingBurst, "typing frames in a burst (excess dropped)")
 	fs.Float64Var(&lim.TypingPerSecond, "typing-rate", d.TypingPerSecond, "typing frames per second (excess dropped)")
 	fs.IntVar(&lim.MaxGroupMembers, "max-group-members", d.MaxGroupMembers, "largest group")
+	fs.IntVar(&lim.UploadBurst, "upload-burst", d.UploadBurst, "uploads a user may start in a burst")
+	fs.Float64Var(&lim.UploadPerSecond, "upload-rate", d.UploadPerSecond, "uploads per second a user may start, sustained")
+	var mediaCfg server.MediaConfig
+	fs.Int64Var(&mediaCfg.MaxUploadBytes, "max-upload-bytes", 100<<20, "largest photo, video or file in bytes")
+	fs.DurationVar(&mediaCfg.URLTTL, "media-url-ttl", time.Hour, "lifetime of the signed URLs of media")
+	fs.Int64Var(&mediaCfg.MaxImagePixels, "max-image-pixels", 50_000_000, "largest image in pixels (width × height); larger ones are refused undecoded")
 	var apnsCfg server.APNsConfig
 	fs.StringVar(&apnsCfg.KeyFile, "apns-key-file", "", "APNs .p8 token-signing key; without it iOS pushes are off")
 	fs.StringVar(&apnsCfg.KeyID, "apns-key-id", "", "APNs key id")
@@ -102,6 +109,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Logger:           log,
 		APNs:             apnsCfg,
 		WebPush:          webPush,
+		Media:            mediaCfg,
 	})
 	if err != nil {
 		return err

@@ -399,6 +399,12 @@ func (s *Service) Allow(ctx context.Context, callerID string) error {
 	return s.allow(ctx, LimitRequest, callerID)
 }
 
+// AllowUpload charges one upload (a photo, a video, a file) to callerID's
+// upload rate limit, which the media service does not keep itself.
+func (s *Service) AllowUpload(ctx context.Context, callerID string) error {
+	return s.allow(ctx, LimitUpload, callerID)
+}
+
 // MarkSeen records that userIDs were connected at at (when they connect,
 // and when they disconnect). Presence itself is announced by the gateway
 // from the directory of connections.

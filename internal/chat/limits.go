@@ -28,6 +28,11 @@ type Limits struct {
 	// ones are dropped silently (default 20, 5).
 	TypingBurst     int
 	TypingPerSecond float64
+	// UploadBurst and UploadPerSecond bound the uploads (photos, videos,
+	// files) a user starts (default 30, 1: an album at once, then one a
+	// second).
+	UploadBurst     int
+	UploadPerSecond float64
 	// MaxGroupMembers bounds a group's size (default 1024).
 	MaxGroupMembers int
 }
@@ -42,6 +47,8 @@ func DefaultLimits() Limits {
 		RequestPerSecond: 50,
 		TypingBurst:      20,
 		TypingPerSecond:  5,
+		UploadBurst:      30,
+		UploadPerSecond:  1,
 		MaxGroupMembers:  1024,
 	}
 }
@@ -69,6 +76,12 @@ func (l Limits) withDefaults() Limits {
 	if l.TypingPerSecond <= 0 {
 		l.TypingPerSecond = d.TypingPerSecond
 	}
+	if l.UploadBurst <= 0 {
+		l.UploadBurst = d.UploadBurst
+	}
+	if l.UploadPerSecond <= 0 {
+		l.UploadPerSecond = d.UploadPerSecond
+	}
 	if l.MaxGroupMembers <= 0 {
 		l.MaxGroupMembers = d.MaxGroupMembers
 	}
@@ -84,6 +97,8 @@ const (
 	LimitRequest = "request"
 	// LimitTyping bounds typing frames; those over it are dropped.
 	LimitTyping = "typing"
+	// LimitUpload bounds the uploads a user starts.
+	LimitUpload = "upload"
 )
 
 // RateLimiter decides whether a user may make one more request of a kind:
@@ -97,7 +112,7 @@ type RateLimiter interface {
 // LocalLimiter holds the token buckets of this process. It is safe for
 // concurrent use.
 type LocalLimiter struct {
-	sends, requests, typing *rateLimiter
+	sends, requests, typing, uploads *rateLimiter
 }
 
 var _ RateLimiter = (*LocalLimiter)(nil)
@@ -110,6 +125,7 @@ func NewLocalLimiter(limits Limits) *LocalLimiter {
 		sends:    newRateLimiter(l.SendPerSecond, l.SendBurst),
 		requests: newRateLimiter(l.RequestPerSecond, l.RequestBurst),
 		typing:   newRateLimiter(l.TypingPerSecond, l.TypingBurst),
+		uploads:  newRateLimiter(l.UploadPerSecond, l.UploadBurst),
 	}
 }
 
@@ -123,6 +139,8 @@ func (l *LocalLimiter) Allow(_ context.Context, kind, userID string) error {
 		return l.requests.allow(userID)
 	case LimitTyping:
 		return l.typing.allow(userID)
+	case LimitUpload:
+		return l.uploads.allow(userID)
 	}
 	return fmt.Errorf("rate limit: unknown kind %q", kind)
 }

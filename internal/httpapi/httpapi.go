@@ -18,6 +18,7 @@ import (
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/internal/auth"
 	"github.com/parley-chat/parley/internal/chat"
+	"github.com/parley-chat/parley/internal/media"
 	"github.com/parley-chat/parley/internal/metrics"
 )
 
@@ -72,6 +73,12 @@ type Options struct {
 	// VAPIDPublicKey is the Web Push application server key that browsers
 	// subscribe with (base64url); empty when Web Push is off.
 	VAPIDPublicKey string
+	// Media serves uploads in one request, media records and the files
+	// of signed URLs; nil: no media endpoints.
+	Media Media
+	// Uploads is the tus endpoint (media.Uploads), served at /api/uploads/
+	// for authenticated callers (media.WithCaller); nil: none.
+	Uploads http.Handler
 }
 
 // Request body limits. Most bodies are a few hundred bytes; the largest
@@ -103,6 +110,8 @@ type api struct {
 	messageBodyBytes int64
 	mux              *http.ServeMux
 	vapid            string
+	media            Media
+	tus              http.Handler
 }
 
 // New returns the handler of the REST API and the operational endpoints.
@@ -117,6 +126,8 @@ func New(a Auth, c Chat, opts Options) http.Handler {
 		log:     opts.Logger,
 		metrics: opts.Metrics,
 		vapid:   opts.VAPIDPublicKey,
+		media:   opts.Media,
+		tus:     opts.Uploads,
 		mux:     http.NewServeMux(),
 	}
 	if h.log == nil {
@@ -166,6 +177,18 @@ func (h *api) routes() {
 	// The token is the rest of the path: a web token is a JSON string, so
 	// even URL-encoded it is safest not to assume it is one segment.
 	h.handle("DELETE /api/device-tokens/{token...}", h.authed(h.deleteDeviceToken))
+
+	// Media, an extension (docs/protocol.md, "Media").
+	if h.media != nil {
+		h.handle("POST /api/media", h.authed(h.uploadMedia))
+		h.handle("GET /api/media/{id}", h.authed(h.getMedia))
+		h.handle("GET /media/{id}", h.downloadMedia(media.Original))
+		h.handle("GET /media/{id}/thumbnail", h.downloadMedia(media.Thumbnail))
+	}
+	if h.tus != nil {
+		h.handle("/api/uploads", h.authed(h.uploads))
+		h.handle("/api/uploads/", h.authed(h.uploads))
+	}
 }
 
 // ServeHTTP serves one request. Requests that no route matches get the

@@ -11,20 +11,6 @@ import (
 	"github.com/parley-chat/parley"
 )
 
-// statusOf is the one table from the contract's error codes to HTTP
-// statuses. A code missing from it (there should be none) is a 500.
-var statusOf = map[parley.Code]int{
-	parley.CodeInvalidArgument: http.StatusBadRequest,
-	parley.CodeUnauthenticated: http.StatusUnauthorized,
-	parley.CodeForbidden:       http.StatusForbidden,
-	parley.CodeNotFound:        http.StatusNotFound,
-	parley.CodeConflict:        http.StatusConflict,
-	parley.CodePayloadTooLarge: http.StatusRequestEntityTooLarge,
-	parley.CodeRateLimited:     http.StatusTooManyRequests,
-	parley.CodeInternal:        http.StatusInternalServerError,
-	parley.CodeUnavailable:     http.StatusServiceUnavailable,
-}
-
 // problem is an RFC 9457 problem details object with the contract's extra
 // members.
 type problem struct {
@@ -47,7 +33,7 @@ func (h *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 // status of err's code (for 405, which has no code of its own).
 func (h *api) writeProblem(w http.ResponseWriter, r *http.Request, err error, status int) {
 	code := parley.ErrorCode(err)
-	if _, known := statusOf[code]; !known {
+	if code.HTTPStatus() == 0 {
 		code = parley.CodeInternal
 	}
 	detail := parley.ErrorMessage(err)
@@ -59,7 +45,7 @@ func (h *api) writeProblem(w http.ResponseWriter, r *http.Request, err error, st
 		h.logFailure(r, slog.LevelWarn, err)
 	}
 	if status == 0 {
-		status = statusOf[code]
+		status = code.HTTPStatus()
 	}
 	p := problem{
 		Type:   "about:blank",

@@ -28,6 +28,7 @@ import (
 	"github.com/parley-chat/parley/internal/gateway"
 	"github.com/parley-chat/parley/internal/httpapi"
 	"github.com/parley-chat/parley/internal/localbus"
+	"github.com/parley-chat/parley/internal/media"
 	"github.com/parley-chat/parley/internal/metrics"
 	"github.com/parley-chat/parley/internal/natsbus"
 	"github.com/parley-chat/parley/internal/presence"
@@ -95,6 +96,8 @@ type Config struct {
 	APNs APNsConfig
 	// WebPush configures browser push notifications.
 	WebPush WebPushConfig
+	// Media configures photos, videos and files.
+	Media MediaConfig
 }
 
 // bus is what the node needs of its event bus: the in-process one, or
@@ -118,6 +121,8 @@ type Server struct {
 	handler http.Handler
 	push    *pushRunner // nil without push senders
 	dir     *presence.Directory
+	// mediaJanitor deletes the uploads no message carries.
+	mediaJanitor *mediaRunner
 }
 
 // Open builds the node: it opens the database (creating it, and the
@@ -288,7 +293,19 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		closeSenders()
 		return nil, err
 	}
-	s.chat = chat.New(s.store, s.bus, chat.Options{Limits: cfg.Limits, Limiter: rl, Ready: s.ready, Logger: log})
+	var mediaSvc *media.Service
+	var uploads *media.Uploads
+	allowUpload := func(ctx context.Context, userID string) error {
+		if c := svc.Load(); c != nil {
+			return c.AllowUpload(ctx, userID)
+		}
+		return nil
+	}
+	if mediaSvc, uploads, err = s.openMedia(ctx, allowUpload); err != nil {
+		closeSenders()
+		return nil, err
+	}
+	s.chat = chat.New(s.store, s.bus, chat.Options{Limits: cfg.Limits, Limiter: rl, Ready: s.ready, Media: mediaSvc.Signer(), Logger: log})
 	svc.Store(s.chat)
 	s.gateway = gateway.New(s.auth, s.chat, s.bus, gateway.Options{
 		Origins:       cfg.Origins,
@@ -301,6 +318,7 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Directory:     dir,
 		Interest:      interest,
 		Ready:         s.ready,
+		Media:         mediaSvc.Signer(),
 	})
 	gw.Store(s.gateway)
 	if len(senders) > 0 {
@@ -320,6 +338,8 @@ func Open(ctx context.Context, cfg Config) (_ *Server, err error) {
 		Logger:         log,
 		Metrics:        s.metrics,
 		VAPIDPublicKey: vapidKey,
+		Media:          mediaSvc,
+		Uploads:        uploads,
 	})
 	app := web.Handler()
 	// Not a ServeMux: its path cleaning would answer unclean paths with an
@@ -455,6 +475,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // graceful stop, or Gateway().Shutdown first.
 func (s *Server) Close() error {
 	var errs []error
+	if s.mediaJanitor != nil {
+		s.mediaJanitor.stop() // before the store, which it uses
+		s.mediaJanitor = nil
+	}
 	if s.push != nil {
 		s.push.stop() // before the store, which it writes to
 		s.push = nil

@@ -1,0 +1,193 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/tus/tusd/v2/pkg/filestore"
+	tusd "github.com/tus/tusd/v2/pkg/handler"
+	"github.com/tus/tusd/v2/pkg/memorylocker"
+	"golang.org/x/exp/slog"
+
+	"github.com/parley-chat/parley"
+)
+
+// callerKey is the context key of the authenticated uploader.
+type callerKey struct{}
+
+// WithCaller returns ctx carrying the authenticated user of an upload
+// request: the tus handler reads it in its hooks.
+func WithCaller(ctx context.Context, userID string) context.Context {
+	return context.WithValue(ctx, callerKey{}, userID)
+}
+
+func callerOf(ctx context.Context) string {
+	u, _ := ctx.Value(callerKey{}).(string)
+	return u
+}
+
+// Uploads is the tus 1.0 endpoint of resumable uploads (tusd's handler on a
+// folder of partial uploads), serving basePath ("/api/uploads/"). Requests
+// must carry their caller (WithCaller). The id tusd gives an upload is the
+// media id: the last segment of its URL. Only the uploader may continue
+// (PATCH), ask the offset of (HEAD) or terminate (DELETE) an upload;
+// others get 404. Once its last byte arrives the upload is processed and
+// stored, and its partial file deleted: the final PATCH answers only then,
+// 400 if the content was refused.
+type Uploads struct {
+	s    *Service
+	dir  string
+	base string
+	tus  *tusd.Handler
+}
+
+// Uploads returns the tus endpoint keeping partial uploads in dir.
+func (s *Service) Uploads(basePath, dir string) (*Uploads, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("uploads folder: %w", err)
+	}
+	u := &Uploads{s: s, dir: dir, base: basePath}
+	composer := tusd.NewStoreComposer()
+	filestore.New(dir).UseIn(composer)
+	memorylocker.New().UseIn(composer)
+	h, err := tusd.NewHandler(tusd.Config{
+		StoreComposer:              composer,
+		BasePath:                   basePath,
+		MaxSize:                    s.opts.MaxUploadBytes,
+		DisableDownload:            true, // members download the processed file, by signed URL
+		DisableConcatenation:       true,
+		Cors:                       &tusd.CorsConfig{Disable: true},
+		PreUploadCreateCallback:    u.create,
+		PreFinishResponseCallback:  u.finish,
+		PreUploadTerminateCallback: u.terminate,
+		Logger:                     slog.New(slog.NewTextHandler(discard{}, nil)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tus handler: %w", err)
+	}
+	u.tus = h
+	s.uploadDir = dir
+	return u, nil
+}
+
+type discard struct{}
+
+func (discard) Write(b []byte) (int, error) { return len(b), nil }
+
+// tusError is a refusal in tus's terms, with the contract's code in it.
+func tusError(err error) error {
+	code := parley.ErrorCode(err)
+	if code.HTTPStatus() == 0 {
+		code = parley.CodeInternal
+	}
+	msg := parley.ErrorMessage(err)
+	if code == parley.CodeInternal {
+		msg = "internal error"
+	}
+	return tusd.NewError(strings.ToUpper(string(code)), msg, code.HTTPStatus())
+}
+
+// ServeHTTP checks who may touch an existing upload, then lets tusd serve.
+func (u *Uploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	caller := callerOf(r.Context())
+	if caller == "" {
+		http.Error(w, "unauthenticated", http.StatusUnauthorized)
+		return
+	}
+	if id, ok := strings.CutPrefix(r.URL.Path, u.base); ok && id != "" && r.Method != http.MethodOptions {
+		if _, err := uuid.Parse(id); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		f, err := u.s.store.MediaFile(r.Context(), id)
+		if err != nil || f.UploaderID != caller || f.State != parley.MediaUploading {
+			// Another's upload, or one that is complete: nothing to resume.
+			http.NotFound(w, r)
+			return
+		}
+	}
+	http.StripPrefix(strings.TrimSuffix(u.base, "/"), u.tus).ServeHTTP(w, r)
+}
+
+// create records a new upload: its id (the media id), name, claimed type
+// and length. The length must be given at creation.
+func (u *Uploads) create(hook tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInfoChanges, error) {
+	caller := callerOf(hook.Context)
+	if caller == "" {
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusd.NewError("UNAUTHENTICATED", "no caller", http.StatusUnauthorized)
+	}
+	if hook.Upload.SizeIsDeferred {
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(parley.Errorf(parley.CodeInvalidArgument, "Upload-Length is required"))
+	}
+	if u.s.opts.Allow != nil {
+		if err := u.s.opts.Allow(hook.Context, caller); err != nil {
+			return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(err)
+		}
+	}
+	id, err := newID()
+	if err != nil {
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(err)
+	}
+	meta := hook.Upload.MetaData
+	f := parley.MediaFile{
+		Media:      parley.Media{ID: id, Name: CleanName(meta["filename"]), Size: hook.Upload.Size},
+		UploaderID: caller, State: parley.MediaUploading, ClaimedType: meta["filetype"],
+	}
+	if err := u.s.store.CreateMedia(hook.Context, f); err != nil {
+		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(err)
+	}
+	return tusd.HTTPResponse{}, tusd.FileInfoChanges{ID: id}, nil
+}
+
+// finish processes a complete upload and stores it; refused content fails
+// the upload (400), and either way the partial file goes.
+func (u *Uploads) finish(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
+	id := hook.Upload.ID
+	ctx := hook.Context
+	f, err := u.s.store.MediaFile(ctx, id)
+	if err != nil {
+		return tusd.HTTPResponse{}, tusError(err)
+	}
+	defer u.s.dropUpload(context.WithoutCancel(ctx), id)
+	ready, err := u.s.ingest(ctx, f, filepath.Join(u.dir, id))
+	if err != nil {
+		if parley.ErrorCode(err) == parley.CodeInvalidArgument {
+			f.State, f.Error = parley.MediaFailed, parley.ErrorMessage(err)
+			if uerr := u.s.store.UpdateMedia(context.WithoutCancel(ctx), f); uerr != nil {
+				u.s.log.Warn("record a refused upload", "media", id, "err", uerr)
+			}
+		}
+		return tusd.HTTPResponse{}, tusError(err)
+	}
+	if err := u.s.store.UpdateMedia(ctx, ready); err != nil {
+		u.s.deleteBlobs(context.WithoutCancel(ctx), id)
+		return tusd.HTTPResponse{}, tusError(err)
+	}
+	return tusd.HTTPResponse{}, nil
+}
+
+// terminate forgets an upload its uploader gave up (DELETE).
+func (u *Uploads) terminate(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
+	if _, err := u.s.store.DeleteMedia(hook.Context, hook.Upload.ID); err != nil {
+		return tusd.HTTPResponse{}, tusError(err)
+	}
+	return tusd.HTTPResponse{}, nil
+}
+
+// dropUpload deletes the partial file of a tus upload, if any.
+func (s *Service) dropUpload(ctx context.Context, id string) {
+	if s.uploadDir == "" {
+		return
+	}
+	for _, name := range []string{id, id + ".info"} {
+		if err := os.Remove(filepath.Join(s.uploadDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.log.Warn("delete a partial upload", "media", id, "err", err)
+		}
+	}
+}
