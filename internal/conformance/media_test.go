@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -438,5 +439,53 @@ func TestMediaResumableUpload(t *testing.T) {
 	n.do(t, "GET", "/api/media/"+goneID, alice.access, nil).wantProblem(t, http.StatusNotFound, "not_found")
 	if r := n.raw(t, "POST", "/api/uploads", "", with("Upload-Length", "10"), nil); r.status != http.StatusUnauthorized {
 		t.Errorf("tus without a token: %d", r.status)
+	}
+}
+
+// TestMediaVideo: a video gets its duration and a poster frame from
+// ffmpeg, and a video message carries it.
+func TestMediaVideo(t *testing.T) {
+	ffmpeg, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		t.Fatalf("ffmpeg is needed for the video tests (test.sh installs it): %v", err)
+	}
+	dir := t.TempDir()
+	clip := filepath.Join(dir, "clip.mp4")
+	out, err := exec.Command(ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=10",
+		"-pix_fmt", "yuv420p", "-c:v", "libx264", "-y", clip).CombinedOutput()
+	if err != nil {
+		// Not every ffmpeg build has x264: MPEG-4 part 2 is in all.
+		out, err = exec.Command(ffmpeg, "-nostdin", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=2:size=320x240:rate=10",
+			"-c:v", "mpeg4", "-y", clip).CombinedOutput()
+	}
+	if err != nil {
+		t.Fatalf("make a test video: %v: %s", err, out)
+	}
+	data, err := os.ReadFile(clip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t).at(0)
+	us := n.users(t, "alice", "bob")
+	alice, bob := us[0], us[1]
+	conv := wantString(t, "direct", n.createDirect(t, alice, bob), "id")
+	m := wantMedia(t, n.upload(t, alice, "clip.mp4", "video/mp4", data), http.StatusCreated)
+	if m["mime_type"] != "video/mp4" || m["thumbnail_url"] == nil {
+		t.Fatalf("video %v: want video/mp4 with a poster", m)
+	}
+	if d := wantInt(t, "video", m, "duration_ms"); d < 1500 || d > 2500 {
+		t.Errorf("duration %d ms, want about 2000", d)
+	}
+	if r := n.raw(t, "GET", m["thumbnail_url"].(string), "", nil, nil); r.status != http.StatusOK || r.header.Get("Content-Type") != "image/jpeg" {
+		t.Errorf("poster: %d %s", r.status, r.header.Get("Content-Type"))
+	}
+	v := n.raw(t, "GET", m["url"].(string), "", map[string]string{"Range": "bytes=0-99"}, nil)
+	if v.status != http.StatusPartialContent || !bytes.Equal(v.body, data[:100]) || !strings.HasPrefix(v.header.Get("Content-Disposition"), "inline") {
+		t.Errorf("video range: %d %v", v.status, v.header)
+	}
+	sent := n.do(t, "POST", "/api/conversations/"+conv+"/messages", alice.access,
+		obj{"client_message_id": newCMID(), "kind": "video", "text": "", "media_id": m["id"]}).want(t, http.StatusCreated)
+	if sm := wantObject(t, "sent", sent, "media"); sm["id"] != m["id"] {
+		t.Errorf("sent media %v", sm)
 	}
 }

@@ -133,15 +133,17 @@ func newID() (string, error) {
 }
 
 // CleanName is the file name members see for an upload named name: its
-// last path element, without control characters, at most 255 bytes, or
-// "file". It never names anything on disk: blobs are keyed by id.
+// last path element, without control or format characters, at most 255
+// bytes, or "file". It never names anything on disk: blobs are keyed by id.
 func CleanName(name string) string {
 	name = strings.ReplaceAll(name, "\\", "/")
 	if i := strings.LastIndexByte(name, '/'); i >= 0 {
 		name = name[i+1:]
 	}
 	name = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == utf8.RuneError {
+		// Control characters, and format ones such as the right-to-left
+		// override that makes "photo\u202egnp.exe" look like a PNG.
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == utf8.RuneError {
 			return -1
 		}
 		return r
