@@ -27,6 +27,36 @@ func startDeviceNode(t *testing.T, s *apnstest.Server) *node {
 	})
 }
 
+// pushPair is a device node with alice and bob in a direct conversation,
+// and an iOS token registered by bob's first login.
+type pushPair struct {
+	s          *apnstest.Server
+	n          *node
+	alice, bob user
+	conv, tok  string
+}
+
+func newPushPair(t *testing.T) pushPair {
+	t.Helper()
+	p := pushPair{s: apnstest.New(t)}
+	p.n = startDeviceNode(t, p.s)
+	us := p.n.users(t, "alice", "bob")
+	p.alice, p.bob = us[0], us[1]
+	p.conv = wantString(t, "direct", p.n.createDirect(t, p.alice, p.bob), "id")
+	p.tok = newAPNsToken()
+	p.n.registerIOS(t, p.bob, p.tok)
+	return p
+}
+
+// confirm sends a delivered receipt of seq on w and waits for its ok.
+func (w *wsClient) confirm(conv string, seq int64) {
+	w.t.Helper()
+	w.request("receipt", "confirm", obj{"conversation_id": conv, "kind": "delivered", "seq": seq})
+	if f := w.reply("confirm"); f.typ != "ok" {
+		w.t.Fatalf("%s: receipt answered %v", w.name, f)
+	}
+}
+
 // login signs u in again: another device of the same user.
 func (n *node) login(t *testing.T, u user) user {
 	t.Helper()
@@ -46,14 +76,9 @@ const (
 // foreground and his iPhone in his pocket; the iPhone gets the push at
 // once, and the hello of each login names its own device.
 func TestPushBrowserTabDoesNotSilencePhone(t *testing.T) {
-	s := apnstest.New(t)
-	n := startDeviceNode(t, s)
-	us := n.users(t, "alice", "bob")
-	alice, phone := us[0], us[1]
+	p := newPushPair(t)
+	s, n, alice, phone, conv, tok := p.s, p.n, p.alice, p.bob, p.conv, p.tok
 	browser := n.login(t, phone)
-	conv := wantString(t, "direct", n.createDirect(t, alice, phone), "id")
-	tok := newAPNsToken()
-	n.registerIOS(t, phone, tok)
 
 	tab, hello := n.connect(t, browser, "bob's browser")
 	pocket, phoneHello := n.connect(t, phone, "bob's phone")
@@ -82,13 +107,8 @@ func TestPushBrowserTabDoesNotSilencePhone(t *testing.T) {
 // connected in the foreground, holds the push, and sends it when the
 // phone has not confirmed the message within the confirm delay.
 func TestPushDeadSocket(t *testing.T) {
-	s := apnstest.New(t)
-	n := startDeviceNode(t, s)
-	us := n.users(t, "alice", "bob")
-	alice, bob := us[0], us[1]
-	conv := wantString(t, "direct", n.createDirect(t, alice, bob), "id")
-	tok := newAPNsToken()
-	n.registerIOS(t, bob, tok)
+	p := newPushPair(t)
+	s, n, alice, bob, conv, tok := p.s, p.n, p.alice, p.bob, p.conv, p.tok
 	// Dialed, never read: no pong, no receipt, no close.
 	c, res, err := n.dialRaw(t, dialOpts{token: bob.access})
 	if err != nil {
@@ -120,14 +140,9 @@ func TestPushDeadSocket(t *testing.T) {
 // message with a delivered receipt: it never gets a push, even when its
 // user's watermark was moved by another device first.
 func TestPushConfirmedDeviceGetsNone(t *testing.T) {
-	s := apnstest.New(t)
-	n := startDeviceNode(t, s)
-	us := n.users(t, "alice", "bob")
-	alice, phone := us[0], us[1]
+	p := newPushPair(t)
+	s, n, alice, phone, conv, tok := p.s, p.n, p.alice, p.bob, p.conv, p.tok
 	browser := n.login(t, phone)
-	conv := wantString(t, "direct", n.createDirect(t, alice, phone), "id")
-	tok := newAPNsToken()
-	n.registerIOS(t, phone, tok)
 	ws, _ := n.connect(t, phone, "bob's phone")
 	for i, text := range []string{"first", "second"} {
 		m := n.send(t, alice, conv, text)
@@ -138,10 +153,7 @@ func TestPushConfirmedDeviceGetsNone(t *testing.T) {
 			// the phone's own receipt moves nothing but still counts.
 			n.do(t, "POST", "/api/conversations/"+conv+"/receipts", browser.access, obj{"kind": "delivered", "seq": seq}).want(t, http.StatusNoContent)
 		}
-		ws.request("receipt", "r", obj{"conversation_id": conv, "kind": "delivered", "seq": seq})
-		if f := ws.reply("r"); f.typ != "ok" {
-			t.Fatalf("receipt answered %v", f)
-		}
+		ws.confirm(conv, seq)
 	}
 	poll(t, "both pushes to be skipped", func() bool { return n.metric(t, iosSkipped) == 2 })
 	time.Sleep(confirmDelay + 500*time.Millisecond) // a push would be out by now
@@ -156,15 +168,10 @@ func TestPushConfirmedDeviceGetsNone(t *testing.T) {
 // sound, priority 5). Badge updates to one device are at least the badge
 // interval apart, and muting a conversation lowers the badge too.
 func TestPushBadgeGoesDown(t *testing.T) {
-	s := apnstest.New(t)
-	n := startDeviceNode(t, s)
-	us := n.users(t, "alice", "bob")
-	alice, phone := us[0], us[1]
+	p := newPushPair(t)
+	s, n, alice, phone, conv, tok := p.s, p.n, p.alice, p.bob, p.conv, p.tok
 	web := n.login(t, phone)
-	conv := wantString(t, "direct", n.createDirect(t, alice, phone), "id")
 	g := wantString(t, "group", n.createGroup(t, alice, "Noisy", phone), "id")
-	tok := newAPNsToken()
-	n.registerIOS(t, phone, tok)
 
 	n.send(t, alice, conv, "one")
 	m2 := n.send(t, alice, conv, "two")

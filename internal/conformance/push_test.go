@@ -232,17 +232,9 @@ func TestPushOnlineAndBackground(t *testing.T) {
 	const skipped = `parley_push_skipped_total{platform="ios"}`
 
 	ws, _ := n.connect(t, bob, "bob")
-	// confirm says, as a client must, that this device received seq.
-	confirm := func(seq int64) {
-		t.Helper()
-		ws.request("receipt", "d", obj{"conversation_id": conv, "kind": "delivered", "seq": seq})
-		if f := ws.reply("d"); f.typ != "ok" {
-			t.Fatalf("receipt answered %v", f)
-		}
-	}
 	first := n.send(t, alice, conv, "while online")
 	ws.event("message.new", nil)
-	confirm(wantInt(t, "first", first, "seq"))
+	ws.confirm(conv, wantInt(t, "first", first, "seq")) // as a client must
 	poll(t, "the push to be skipped", func() bool { return n.metric(t, skipped) == 1 })
 	if ps := s.PushesTo(tokB); len(ps) != 0 {
 		t.Fatalf("an online recipient got pushes: %+v", ps)
@@ -267,7 +259,7 @@ func TestPushOnlineAndBackground(t *testing.T) {
 	}
 	again := n.send(t, alice, conv, "foreground again")
 	ws.event("message.new", nil)
-	confirm(wantInt(t, "again", again, "seq"))
+	ws.confirm(conv, wantInt(t, "again", again, "seq"))
 	poll(t, "the push to be skipped", func() bool { return n.metric(t, skipped) == 2 })
 	if got := len(s.PushesTo(tokB)); got != 1 {
 		t.Errorf("%d pushes, want still 1", got)

@@ -50,10 +50,7 @@ func TestWebPushOfflineRecipient(t *testing.T) {
 	before := n.metric(t, `parley_push_skipped_total{platform="web"}`)
 	m3 := n.send(t, alice, conv, "while online")
 	ws.event("message.new", nil)
-	ws.request("receipt", "d", obj{"conversation_id": conv, "kind": "delivered", "seq": wantInt(t, "m3", m3, "seq")})
-	if f := ws.reply("d"); f.typ != "ok" {
-		t.Fatalf("receipt answered %v", f)
-	}
+	ws.confirm(conv, wantInt(t, "m3", m3, "seq"))
 	poll(t, "the push to be skipped", func() bool {
 		return n.metric(t, `parley_push_skipped_total{platform="web"}`) > before
 	})
