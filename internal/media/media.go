@@ -22,6 +22,7 @@ import (
 	"os"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -83,8 +84,9 @@ type Service struct {
 	log    *slog.Logger
 	// slots bounds the processings at once.
 	slots chan struct{}
-	// uploadDir is the folder of partial tus uploads, once Uploads made it.
-	uploadDir string
+	// uploads is the tus endpoint, once made, for the janitor to drop the
+	// partial uploads of the uploads it deletes.
+	uploads atomic.Pointer[Uploads]
 }
 
 // New returns a Service keeping records in store and bytes in blobs,

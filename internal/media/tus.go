@@ -2,17 +2,17 @@ package media
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/google/uuid"
 	"github.com/tus/tusd/v2/pkg/filestore"
 	tusd "github.com/tus/tusd/v2/pkg/handler"
 	"github.com/tus/tusd/v2/pkg/memorylocker"
+	"github.com/tus/tusd/v2/pkg/s3store"
 	"golang.org/x/exp/slog"
 
 	"github.com/parley-chat/parley"
@@ -41,21 +41,39 @@ func callerOf(ctx context.Context) string {
 // stored, and its partial file deleted: the final PATCH answers only then,
 // 400 if the content was refused.
 type Uploads struct {
-	s    *Service
-	dir  string
-	base string
-	tus  *tusd.Handler
+	s        *Service
+	base     string
+	composer *tusd.StoreComposer
+	tus      *tusd.Handler
 }
 
-// Uploads returns the tus endpoint keeping partial uploads in dir.
+// Uploads returns the tus endpoint of one node, keeping partial uploads
+// in dir.
 func (s *Service) Uploads(basePath, dir string) (*Uploads, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("uploads folder: %w", err)
 	}
-	u := &Uploads{s: s, dir: dir, base: basePath}
 	composer := tusd.NewStoreComposer()
 	filestore.New(dir).UseIn(composer)
 	memorylocker.New().UseIn(composer)
+	return s.newUploads(basePath, composer)
+}
+
+// UploadsIn returns the tus endpoint of a cluster: partial uploads in
+// object storage (tusd's s3store, under prefix+"uploads/" in bucket) and
+// locker, both shared by the nodes, so that a client may resume through
+// any node.
+func (s *Service) UploadsIn(basePath string, client s3store.S3API, bucket, prefix string, locker tusd.Locker) (*Uploads, error) {
+	composer := tusd.NewStoreComposer()
+	store := s3store.New(bucket, client)
+	store.ObjectPrefix = prefix + "uploads/"
+	store.UseIn(composer)
+	composer.UseLocker(locker)
+	return s.newUploads(basePath, composer)
+}
+
+func (s *Service) newUploads(basePath string, composer *tusd.StoreComposer) (*Uploads, error) {
+	u := &Uploads{s: s, base: basePath, composer: composer}
 	h, err := tusd.NewHandler(tusd.Config{
 		StoreComposer:              composer,
 		BasePath:                   basePath,
@@ -72,7 +90,7 @@ func (s *Service) Uploads(basePath, dir string) (*Uploads, error) {
 		return nil, fmt.Errorf("tus handler: %w", err)
 	}
 	u.tus = h
-	s.uploadDir = dir
+	s.uploads.Store(u)
 	return u, nil
 }
 
@@ -146,7 +164,7 @@ func (u *Uploads) create(hook tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInfoC
 }
 
 // finish processes a complete upload and stores it; refused content fails
-// the upload (400), and either way the partial file goes.
+// the upload (400), and either way the partial upload goes.
 func (u *Uploads) finish(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
 	id := hook.Upload.ID
 	ctx := hook.Context
@@ -154,8 +172,13 @@ func (u *Uploads) finish(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
 	if err != nil {
 		return tusd.HTTPResponse{}, tusError(err)
 	}
-	defer u.s.dropUpload(context.WithoutCancel(ctx), id)
-	ready, err := u.s.ingest(ctx, f, filepath.Join(u.dir, id))
+	defer u.drop(context.WithoutCancel(ctx), id)
+	path, err := u.copyOut(ctx, id)
+	if err != nil {
+		return tusd.HTTPResponse{}, tusError(err)
+	}
+	defer os.Remove(path)
+	ready, err := u.s.ingest(ctx, f, path)
 	if err != nil {
 		if parley.ErrorCode(err) == parley.CodeInvalidArgument {
 			f.State, f.Error = parley.MediaFailed, parley.ErrorMessage(err)
@@ -180,14 +203,47 @@ func (u *Uploads) terminate(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
 	return tusd.HTTPResponse{}, nil
 }
 
-// dropUpload deletes the partial file of a tus upload, if any.
-func (s *Service) dropUpload(ctx context.Context, id string) {
-	if s.uploadDir == "" {
-		return
+// copyOut copies a complete upload into a temp file for processing (ffmpeg
+// and the image checks need a file), whatever store holds it.
+func (u *Uploads) copyOut(ctx context.Context, id string) (string, error) {
+	up, err := u.composer.Core.GetUpload(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("read upload %s: %w", id, err)
 	}
-	for _, name := range []string{id, id + ".info"} {
-		if err := os.Remove(filepath.Join(s.uploadDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			s.log.Warn("delete a partial upload", "media", id, "err", err)
-		}
+	r, err := up.GetReader(ctx)
+	if err != nil {
+		return "", fmt.Errorf("read upload %s: %w", id, err)
+	}
+	defer r.Close()
+	tmp, err := os.CreateTemp(u.s.opts.TempDir, "parley-tus-*")
+	if err != nil {
+		return "", fmt.Errorf("read upload %s: %w", id, err)
+	}
+	_, err = io.Copy(tmp, r)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return "", fmt.Errorf("read upload %s: %w", id, err)
+	}
+	return tmp.Name(), nil
+}
+
+// drop deletes what the tus store holds of an upload, if anything.
+func (u *Uploads) drop(ctx context.Context, id string) {
+	up, err := u.composer.Core.GetUpload(ctx, id)
+	if err != nil {
+		return // gone already
+	}
+	if err := u.composer.Terminater.AsTerminatableUpload(up).Terminate(ctx); err != nil {
+		u.s.log.Warn("delete a partial upload", "media", id, "err", err)
+	}
+}
+
+// dropUpload deletes the partial upload of id, if the tus endpoint exists.
+func (s *Service) dropUpload(ctx context.Context, id string) {
+	if u := s.uploads.Load(); u != nil {
+		u.drop(ctx, id)
 	}
 }
