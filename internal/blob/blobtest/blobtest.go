@@ -616,6 +616,7 @@ func testReplacedWhileOpen(t *testing.T, s blob.Store) {
 	put(t, s, "media/r", newData)
 	// The rest is the old blob's, or the read fails: never the new bytes.
 	rest, err := io.ReadAll(obj)
+	t.Logf("reading on after the Put: %d bytes, then %v", len(rest), err)
 	if bytes.ContainsRune(rest, 'b') {
 		t.Fatalf("an Object opened before a Put read the new bytes")
 	}
@@ -627,6 +628,7 @@ func testReplacedWhileOpen(t *testing.T, s blob.Store) {
 		t.Fatal(err)
 	}
 	all, err := io.ReadAll(obj)
+	t.Logf("reading again from 0: %d bytes, then %v", len(all), err)
 	if bytes.ContainsRune(all, 'b') {
 		t.Fatalf("an Object opened before a Put read the new bytes after a seek")
 	}
