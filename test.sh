@@ -49,6 +49,7 @@ echo "== the wire contract against a three-node cluster (PostgreSQL, NATS)"
 PARLEY_TEST_CLUSTER=3 CGO_ENABLED=1 go test -race -count=1 -timeout 20m ./internal/conformance/ ./internal/gateway/
 echo "== fuzz (short)"
 go test ./wire -run '^$' -fuzz FuzzDecode -fuzztime "${FUZZTIME:-10s}"
+go test ./internal/mediaproc -run '^$' -fuzz FuzzProcess -fuzztime "${FUZZTIME:-10s}"
 echo "== browser tests (headless Chromium; screenshots in web/e2e/screenshots/)"
 [ -x /usr/bin/chromium ] || apt_install chromium
 if ! command -v npm >/dev/null 2>&1; then
