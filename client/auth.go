@@ -132,6 +132,9 @@ func (c *Client) Logout(ctx context.Context) error {
 	if err := c.store.wipe(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
+	if err := c.sweepUploads(context.WithoutCancel(ctx), 0); err != nil {
+		return err
+	}
 	if serverErr != nil {
 		return fmt.Errorf("logged out on this device, but the server was not told: %w", serverErr)
 	}

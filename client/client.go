@@ -80,6 +80,7 @@ type Client struct {
 	servers    []*url.URL
 	events     *emitter
 	typist     *typist
+	progress   progressFuncs
 
 	// ctx ends with Close; every goroutine of the client watches it.
 	ctx    context.Context
@@ -192,6 +193,9 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("client: %w", err)
 		}
 		c.state = StateOffline
+	}
+	if err := c.sweepUploads(ctx, orphanAge); err != nil {
+		c.log.Warn("parley: delete orphaned uploads", "err", err)
 	}
 	c.events = newEmitter(c.cfg.EventBuffer)
 	c.typist = newTypist()

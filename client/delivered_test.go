@@ -136,8 +136,9 @@ func TestDeliveredPerDevice(t *testing.T) {
 }
 
 // TestStoreMigration opens a database of schema version 1 (before
-// dev_delivered): it is migrated, its rows kept, and what the device
-// confirmed starts at the user's delivered watermark.
+// dev_delivered and media): it is migrated, its rows kept, what the device
+// confirmed starts at the user's delivered watermark, and the messages and
+// outbox items of before read as text ones.
 func TestStoreMigration(t *testing.T) {
 	ctx := ctxT(t, 10*time.Second)
 	path := filepath.Join(t.TempDir(), "parley.db")
@@ -149,6 +150,10 @@ func TestStoreMigration(t *testing.T) {
 		schema,
 		`INSERT INTO meta (key, value) VALUES ('schema_version', '1')`,
 		`INSERT INTO conversations (id, data, have_seq, floor_seq, last_seq, srv_delivered) VALUES ('c1', '{"id":"c1"}', 7, 1, 7, 5)`,
+		`INSERT INTO messages (id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at)
+			VALUES ('m1', 'c1', 7, 'u1', 'x1', 'text', 'old', '2025-01-01T00:00:00Z')`,
+		`INSERT INTO outbox (client_message_id, conversation_id, kind, text, created_at, state)
+			VALUES ('x2', 'c1', 'text', 'queued', '2025-01-01T00:00:00Z', 'pending')`,
 	} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			t.Fatal(err)
@@ -162,12 +167,18 @@ func TestStoreMigration(t *testing.T) {
 			t.Fatal(err)
 		}
 		v, err := s.meta(ctx, "schema_version")
-		if err != nil || v != fmt.Sprint(schemaVersion) || schemaVersion != 2 {
+		if err != nil || v != fmt.Sprint(schemaVersion) || schemaVersion != 3 {
 			t.Fatalf("schema version %q (%v), want %d", v, err, schemaVersion)
 		}
 		row, err := s.conv(ctx, "c1")
 		if err != nil || !row.exists || row.HaveSeq != 7 || row.SrvDelivered != 5 || row.DevDelivered != 5 {
 			t.Fatalf("migrated row %+v (%v)", row, err)
+		}
+		if msgs, err := s.messages(ctx, "c1", 0, 10); err != nil || len(msgs) != 1 || msgs[0].Text != "old" || msgs[0].Media != nil {
+			t.Fatalf("migrated messages %+v (%v)", msgs, err)
+		}
+		if items, err := s.outbox(ctx, "c1"); err != nil || len(items) != 1 || items[0].Text != "queued" || items[0].File != nil {
+			t.Fatalf("migrated outbox %+v (%v)", items, err)
 		}
 		s.close()
 	}

@@ -15,6 +15,7 @@
 //	}
 //	conv, err := c.CreateDirect(ctx, "bob")
 //	id, err := c.Send(ctx, conv.ID, "hi")       // queued; returns at once
+//	id, err = c.SendFile(ctx, conv.ID, "beach.jpg", client.WithCaption("the beach"))
 //	msgs, err := c.Messages(ctx, conv.ID, client.MessageQuery{})
 //	for ev := range c.Events() { ... }          // changes for the UI
 //
@@ -26,7 +27,9 @@
 // Each profile is a folder (mode 0700) holding credentials.json (mode
 // 0600: the user and the token pair) and parley.db, an embedded SQLite
 // database (WAL, synchronous=FULL) with the conversations, the messages
-// (unique by id, and by conversation and seq) and the outbox. Reads
+// (unique by id, and by conversation and seq, with the Media of image,
+// video and file messages) and the outbox; and uploads/, the copies of
+// the files of media messages in the outbox. Reads
 // (Conversations, Conversation, Messages) are answered from the store at
 // once, online or not; the network only ever writes into it.
 //
@@ -172,6 +175,57 @@
 // with the reason, and the next one goes on; the application may Retry or
 // Discard it. rate_limited waits retry_after_ms; other errors back off
 // (1 s, doubling to 30 s, full jitter). WaitSent waits for the ack.
+//
+// # Media
+//
+// SendFile queues a photo, a video or any file: it copies the file into
+// the profile's uploads folder (a temporary file, synced, renamed: the
+// original may change or go afterwards) and commits the message to the
+// outbox as pending, like Send, before any network I/O. The message's
+// kind is the one given (WithKind) or, by default, the one the server
+// finds in the content: image for JPEG, PNG, GIF and WebP, video for MP4,
+// QuickTime and WebM, file for anything else; until the upload tells,
+// the view shows the kind and the MIME type guessed from the file here.
+//
+// The outbox sender uploads the file of a conversation's head message
+// before sending it, at most 2 uploads at once, with tus 1.0 at
+// /api/uploads (the bearer token on every request, refreshed as for REST
+// calls): POST with Upload-Length and Upload-Metadata (filename,
+// filetype) creates the upload, whose URL is stored before any byte
+// goes; PATCH sends chunks of 1 MiB at Upload-Offset, each at most 2
+// minutes, and the offset the server answers is stored after each. An
+// attempt that did not create its upload starts with HEAD, which tells
+// where the server got to (a chunk cut short may have left part of
+// itself there): a broken connection, a restart or another process on
+// the profile (an advisory lock on the copy lets one process upload it
+// at a time) continues the same upload from there. A 409 on a PATCH
+// goes back to HEAD. An upload the server no longer has (404) is
+// complete, when GET /api/media/{id} answers its Media (the answer to
+// the last PATCH was lost), or gone, and starts over. The server inspects
+// the file before it answers the last PATCH; then GET /api/media/{id}
+// gives the Media, which the item keeps, with the kind it goes out as.
+// The message is then sent as any other, with media_id, through the
+// same client_message_id: exactly once. The conversation's later
+// messages wait for it, as they wait for any head message.
+//
+// A refusal of the file (invalid_argument: a corrupt image, a
+// decompression bomb; payload_too_large; forbidden) marks the message
+// failed with the server's reason and forgets the upload, so that Retry
+// uploads it anew; so does an invalid_argument refusal of the send (a
+// kind the content does not allow, or a media deleted after a day
+// unsent). Anything else (a broken connection, a 5xx, a rate limit) backs
+// off as a failed send does, and the next attempt resumes. Progress goes
+// to the WithProgress function (increasing values, ending at the total)
+// and to EventMessage events, whose Message.Upload says how many bytes
+// the server has. The copy is deleted when the message is acknowledged
+// or discarded; a copy no outbox item owns is deleted by the next Open
+// after an hour.
+//
+// Message.Media is the server's Media of an image, video or file
+// message. Its URLs expire: Download, DownloadFile and DownloadThumbnail
+// ask GET /api/media/{id} for fresh ones first, then fetch the file
+// without the bearer token (the URL's signature is the permission); a
+// URL that is a path is on the server in use.
 //
 // # Status and receipts
 //

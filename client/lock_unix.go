@@ -32,3 +32,21 @@ func (p *profile) lockProfile() (unlock func(), err error) {
 		f.Close()
 	}, nil
 }
+
+// tryLock takes an exclusive advisory lock on f without waiting, and
+// reports whether it got it; closing f releases it. Processes sharing a
+// profile lock a file they upload, so that one uploads it at a time.
+func tryLock(f *os.File) (bool, error) {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		switch err {
+		case nil:
+			return true, nil
+		case syscall.EINTR:
+			continue
+		case syscall.EWOULDBLOCK:
+			return false, nil
+		}
+		return false, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+}

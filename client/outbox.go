@@ -155,6 +155,10 @@ func (c *Client) Discard(ctx context.Context, clientMessageID string) error {
 	if _, err := c.store.deleteOutbox(ctx, clientMessageID); err != nil {
 		return err
 	}
+	if it.File != nil {
+		c.removeUpload(clientMessageID)
+		c.progress.drop(clientMessageID)
+	}
 	c.notify()
 	return nil
 }
@@ -175,11 +179,13 @@ func (c *Client) Outbox(ctx context.Context) ([]Message, error) {
 	return out, nil
 }
 
-// sendResult is the outcome of one message.send.
+// sendResult is the outcome of one message.send, or of one attempt at
+// the upload of a media message's file (upload).
 type sendResult struct {
-	item  outboxItem
-	reply wire.Frame
-	err   error
+	item   outboxItem
+	upload bool
+	reply  wire.Frame
+	err    error
 }
 
 // sendLoop is the outbox sender of a session. It sends the head of every
@@ -190,11 +196,18 @@ type sendResult struct {
 // conversation sends again; any other error backs off. A message whose
 // connection dropped stays pending and goes out again, with the same
 // client_message_id, on the next connection.
+//
+// A media message whose file is not uploaded yet is uploaded first (at
+// most maxUploads at once), and its conversation waits meanwhile; once the
+// upload is complete it is sent as any other. An upload that failed for
+// good (the server refused the file) marks the message failed; one cut
+// short backs off as a failed send does, and the next attempt resumes it.
 func (c *Client) sendLoop(s *session) {
 	defer s.wg.Done()
 	inflight := map[string]bool{}       // conversations with a message on the wire
 	notBefore := map[string]time.Time{} // conversations backing off
 	failures := map[string]int{}        // consecutive transient failures
+	uploading := 0                      // uploads in flight
 	results := make(chan sendResult, maxInflight)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -218,16 +231,34 @@ func (c *Client) sendLoop(s *session) {
 				}
 				continue
 			}
+			if it.needsUpload() {
+				if uploading >= maxUploads {
+					continue
+				}
+				uploading++
+				inflight[it.ConversationID] = true
+				s.wg.Add(1)
+				go func(it outboxItem) {
+					defer s.wg.Done()
+					err := c.upload(s.ctx, it)
+					results <- sendResult{item: it, upload: true, err: err} // buffered for every one in flight
+				}(it)
+				continue
+			}
 			inflight[it.ConversationID] = true
+			send := wire.MessageSend{
+				ConversationID:  it.ConversationID,
+				ClientMessageID: it.ClientMessageID,
+				Kind:            it.Kind,
+				Text:            it.Text,
+			}
+			if it.File != nil {
+				send.MediaID = it.File.Media.ID
+			}
 			s.wg.Add(1)
 			go func(it outboxItem) {
 				defer s.wg.Done()
-				f, err := s.request(s.ctx, wire.TypeMessageSend, wire.MessageSend{
-					ConversationID:  it.ConversationID,
-					ClientMessageID: it.ClientMessageID,
-					Kind:            it.Kind,
-					Text:            it.Text,
-				})
+				f, err := s.request(s.ctx, wire.TypeMessageSend, send)
 				results <- sendResult{item: it, reply: f, err: err} // buffered for every one in flight
 			}(it)
 		}
@@ -248,7 +279,12 @@ func (c *Client) sendLoop(s *session) {
 		case r := <-results:
 			delete(inflight, r.item.ConversationID)
 			conv := r.item.ConversationID
-			switch d := c.handleSendResult(s, r); {
+			handle := c.handleSendResult
+			if r.upload {
+				uploading--
+				handle = c.handleUploadResult
+			}
+			switch d := handle(s, r); {
 			case d < 0:
 				return // the session is over
 			case d == 0:
@@ -296,20 +332,68 @@ func (c *Client) handleSendResult(s *session, r sendResult) time.Duration {
 		return -1
 	}
 	if isPermanent(r.err) {
-		reason := string(parley.ErrorCode(r.err)) + ": " + parley.ErrorMessage(r.err)
-		if ok, err := c.store.setOutboxState(c.ctx, r.item.ClientMessageID, outboxFailed, reason); err != nil {
-			c.log.Error("parley: mark message failed", "err", err)
-		} else if ok {
-			r.item.State, r.item.Error = outboxFailed, reason
-			msg := outboxMessage(r.item, s.me)
-			c.events.emit(Event{Type: EventMessage, ConversationID: r.item.ConversationID, Message: &msg})
-			c.notify()
+		if r.item.File != nil && parley.ErrorCode(r.err) == parley.CodeInvalidArgument {
+			// The media may be gone (an upload no message carries is
+			// deleted after a day): a Retry uploads the file again.
+			r.item = c.forgetUpload(r.item)
 		}
+		c.fail(s, r.item, r.err)
 		return 0
 	}
 	if d := parley.RetryAfter(r.err); d > 0 {
 		return d
 	}
 	c.log.Warn("parley: send failed, retrying", "err", r.err)
+	return time.Second
+}
+
+// fail marks an outbox item failed with the reason err gives.
+func (c *Client) fail(s *session, it outboxItem, err error) {
+	reason := string(parley.ErrorCode(err)) + ": " + parley.ErrorMessage(err)
+	if ok, err := c.store.setOutboxState(c.ctx, it.ClientMessageID, outboxFailed, reason); err != nil {
+		c.log.Error("parley: mark message failed", "err", err)
+	} else if ok {
+		it.State, it.Error = outboxFailed, reason
+		msg := outboxMessage(it, s.me)
+		c.events.emit(Event{Type: EventMessage, ConversationID: it.ConversationID, Message: &msg})
+		c.notify()
+	}
+}
+
+// forgetUpload forgets the upload of a media message's file, so that a
+// Retry uploads it anew, and returns the item without it.
+func (c *Client) forgetUpload(it outboxItem) outboxItem {
+	if err := c.store.resetUpload(c.ctx, it.ClientMessageID); err != nil {
+		c.log.Error("parley: forget an upload", "err", err)
+		return it
+	}
+	f := *it.File
+	f.UploadURL, f.Offset, f.Media = "", 0, nil
+	it.File = &f
+	return it
+}
+
+// handleUploadResult applies the outcome of an upload attempt, as
+// handleSendResult does for a send: 0 when the conversation may go on
+// (the upload is complete and the message goes out next, or it failed
+// for good), a delay when it must wait, -1 when the session ended. A
+// file refused for good fails its message and forgets the upload, so
+// that Retry uploads it anew.
+func (c *Client) handleUploadResult(s *session, r sendResult) time.Duration {
+	switch {
+	case r.err == nil, errors.Is(r.err, errOutboxGone):
+		return 0
+	case s.ctx.Err() != nil:
+		return -1
+	case isPermanentUpload(r.err):
+		c.log.Warn("parley: upload refused", "err", r.err)
+		c.progress.drop(r.item.ClientMessageID)
+		c.fail(s, c.forgetUpload(r.item), r.err)
+		return 0
+	}
+	if d := parley.RetryAfter(r.err); d > 0 {
+		return d
+	}
+	c.log.Warn("parley: upload cut short, resuming later", "err", r.err)
 	return time.Second
 }

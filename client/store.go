@@ -101,6 +101,22 @@ var migrations = []string{
 	// conversation at once.
 	`ALTER TABLE conversations ADD COLUMN dev_delivered INTEGER NOT NULL DEFAULT 0;
 	UPDATE conversations SET dev_delivered = srv_delivered;`,
+	// 2 → 3: media. messages.media is the server's Media of an image,
+	// video or file message, as JSON ('' for text). An outbox item of a
+	// media kind has its file (a copy in the profile's uploads folder,
+	// named by client_message_id): file_name, file_type (the type claimed
+	// at upload) and file_size; upload_url and upload_offset, the tus
+	// upload once created and the bytes the server confirmed; auto_kind,
+	// the kind to be decided by the server's type of the content; and
+	// media, the server's Media once the upload is complete.
+	`ALTER TABLE messages ADD COLUMN media TEXT NOT NULL DEFAULT '';
+	ALTER TABLE outbox ADD COLUMN file_name TEXT NOT NULL DEFAULT '';
+	ALTER TABLE outbox ADD COLUMN file_type TEXT NOT NULL DEFAULT '';
+	ALTER TABLE outbox ADD COLUMN file_size INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE outbox ADD COLUMN upload_url TEXT NOT NULL DEFAULT '';
+	ALTER TABLE outbox ADD COLUMN upload_offset INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE outbox ADD COLUMN auto_kind INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE outbox ADD COLUMN media TEXT NOT NULL DEFAULT '';`,
 }
 
 // schemaVersion is the version this client writes and reads.
@@ -515,10 +531,14 @@ func (s *store) applyMessages(ctx context.Context, convID, me string, msgs []par
 			if m.ConversationID != convID || m.Seq <= 0 || m.ID == "" {
 				return fmt.Errorf("message %q does not belong to conversation %s", m.ID, convID)
 			}
+			media, err := encodeMedia(m.Media)
+			if err != nil {
+				return fmt.Errorf("store message %s: %w", m.ID, err)
+			}
 			r, err := tx.ExecContext(ctx, `INSERT INTO messages
-				(id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				m.ID, m.ConversationID, m.Seq, m.SenderID, m.ClientMessageID, string(m.Kind), m.Text, m.CreatedAt.String())
+				(id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at, media)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+				m.ID, m.ConversationID, m.Seq, m.SenderID, m.ClientMessageID, string(m.Kind), m.Text, m.CreatedAt.String(), media)
 			if err != nil {
 				return fmt.Errorf("store message %s: %w", m.ID, err)
 			}
@@ -788,18 +808,47 @@ func scanMessage(r rowScanner) (parley.Message, error) {
 		m       parley.Message
 		kind    string
 		created string
+		media   string
 	)
-	if err := r.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.ClientMessageID, &kind, &m.Text, &created); err != nil {
+	if err := r.Scan(&m.ID, &m.ConversationID, &m.Seq, &m.SenderID, &m.ClientMessageID, &kind, &m.Text, &created, &media); err != nil {
 		return m, err
 	}
 	m.Kind = parley.MessageKind(kind)
 	if t, err := time.Parse(time.RFC3339Nano, created); err == nil {
 		m.CreatedAt = parley.NewTime(t)
 	}
+	var err error
+	if m.Media, err = decodeMedia(media); err != nil {
+		return m, fmt.Errorf("message %s: %w", m.ID, err)
+	}
 	return m, nil
 }
 
-const messageColumns = `id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at`
+const messageColumns = `id, conversation_id, seq, sender_id, client_message_id, kind, text, created_at, media`
+
+// encodeMedia is the media column of a Media: JSON, or ” for none.
+func encodeMedia(m *parley.Media) (string, error) {
+	if m == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", fmt.Errorf("encode media: %w", err)
+	}
+	return string(b), nil
+}
+
+// decodeMedia reads a media column.
+func decodeMedia(s string) (*parley.Media, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var m parley.Media
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		return nil, fmt.Errorf("decode media: %w", err)
+	}
+	return &m, nil
+}
 
 // messages returns up to limit stored messages below beforeSeq (0: no
 // bound), the newest ones, ascending by seq.
@@ -842,21 +891,58 @@ type outboxItem struct {
 	CreatedAt       parley.Time
 	State           string
 	Error           string
+	// File is the file of an image, video or file message; nil for text.
+	File *outboxFile
 }
 
-const outboxColumns = `pos, client_message_id, conversation_id, kind, text, created_at, state, error`
+// outboxFile is the file of a media message in the outbox, and where its
+// upload is.
+type outboxFile struct {
+	// Name and Type are the file name and the type claimed at upload;
+	// Size its length in bytes.
+	Name string
+	Type string
+	Size int64
+	// UploadURL is the tus upload once created ("" before); Offset is
+	// what the server confirmed of it, a hint until a HEAD says.
+	UploadURL string
+	Offset    int64
+	// AutoKind says the message's kind is decided by what the server
+	// found in the content; otherwise the sender chose it.
+	AutoKind bool
+	// Media is the server's, once the upload is complete: its ID is what
+	// message.send carries.
+	Media *parley.Media
+}
+
+// needsUpload reports whether the item still needs its upload before it
+// can be sent.
+func (it outboxItem) needsUpload() bool { return it.File != nil && it.File.Media == nil }
+
+const outboxColumns = `pos, client_message_id, conversation_id, kind, text, created_at, state, error,
+	file_name, file_type, file_size, upload_url, upload_offset, auto_kind, media`
 
 func scanOutbox(r rowScanner) (outboxItem, error) {
 	var (
 		it            outboxItem
 		kind, created string
+		f             outboxFile
+		media         string
 	)
-	if err := r.Scan(&it.Pos, &it.ClientMessageID, &it.ConversationID, &kind, &it.Text, &created, &it.State, &it.Error); err != nil {
+	if err := r.Scan(&it.Pos, &it.ClientMessageID, &it.ConversationID, &kind, &it.Text, &created, &it.State, &it.Error,
+		&f.Name, &f.Type, &f.Size, &f.UploadURL, &f.Offset, &f.AutoKind, &media); err != nil {
 		return it, err
 	}
 	it.Kind = parley.MessageKind(kind)
 	if t, err := time.Parse(time.RFC3339Nano, created); err == nil {
 		it.CreatedAt = parley.NewTime(t)
+	}
+	if it.Kind != parley.KindText {
+		var err error
+		if f.Media, err = decodeMedia(media); err != nil {
+			return it, fmt.Errorf("outbox item %s: %w", it.ClientMessageID, err)
+		}
+		it.File = &f
 	}
 	return it, nil
 }
@@ -864,13 +950,60 @@ func scanOutbox(r rowScanner) (outboxItem, error) {
 // enqueue adds a pending item to the outbox. It returns once the item is
 // committed to disk.
 func (s *store) enqueue(ctx context.Context, it outboxItem) error {
+	var f outboxFile
+	if it.File != nil {
+		f = *it.File
+	}
 	_, err := s.db.ExecContext(ctx, `INSERT INTO outbox
-		(client_message_id, conversation_id, kind, text, created_at, state) VALUES (?, ?, ?, ?, ?, ?)`,
-		it.ClientMessageID, it.ConversationID, string(it.Kind), it.Text, it.CreatedAt.String(), outboxPending)
+		(client_message_id, conversation_id, kind, text, created_at, state, file_name, file_type, file_size, auto_kind)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		it.ClientMessageID, it.ConversationID, string(it.Kind), it.Text, it.CreatedAt.String(), outboxPending,
+		f.Name, f.Type, f.Size, f.AutoKind)
 	if err != nil {
 		return fmt.Errorf("queue message: %w", err)
 	}
 	return nil
+}
+
+// setUpload records where an item's upload is: its URL and the bytes the
+// server confirmed ("" and 0 start it over). It reports whether the item
+// still exists.
+func (s *store) setUpload(ctx context.Context, cmid, url string, offset int64) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET upload_url = ?, upload_offset = ? WHERE client_message_id = ?`,
+		url, offset, cmid)
+	if err != nil {
+		return false, fmt.Errorf("update upload of %s: %w", cmid, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// resetUpload forgets an item's upload, complete or not, so that its file
+// is uploaded anew.
+func (s *store) resetUpload(ctx context.Context, cmid string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET upload_url = '', upload_offset = 0, media = ''
+		WHERE client_message_id = ?`, cmid)
+	if err != nil {
+		return fmt.Errorf("reset upload of %s: %w", cmid, err)
+	}
+	return nil
+}
+
+// setUploaded records that an item's upload is complete: the server's
+// Media, and the kind the message is sent as. It reports whether the item
+// still exists.
+func (s *store) setUploaded(ctx context.Context, cmid string, kind parley.MessageKind, m parley.Media) (bool, error) {
+	media, err := encodeMedia(&m)
+	if err != nil {
+		return false, err
+	}
+	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET kind = ?, media = ?, upload_offset = file_size
+		WHERE client_message_id = ?`, string(kind), media, cmid)
+	if err != nil {
+		return false, fmt.Errorf("update upload of %s: %w", cmid, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // outboxItem returns one outbox item.

@@ -33,11 +33,28 @@ const (
 // Message is a message as the local store has it. While it is pending or
 // failed, ID is empty and Seq is 0, SenderID is the user and CreatedAt is
 // the local time of Send; ClientMessageID identifies it throughout.
+//
+// Media is set on image, video and file messages. Its URLs are the ones
+// the server sent with the message and expire (an hour by default):
+// Download fetches fresh ones. On a message still in the outbox, Media
+// has no ID and no URLs until its upload is complete, and MIMEType is the
+// type guessed on this device (the server decides from the content).
 type Message struct {
 	parley.Message
 	Status Status `json:"status"`
 	// Error is why a failed message was refused.
 	Error string `json:"error,omitempty"`
+	// Upload is how far the file of a pending image, video or file
+	// message is uploaded; nil once the upload is complete, and on every
+	// other message.
+	Upload *Upload `json:"upload,omitempty"`
+}
+
+// Upload is the progress of a file's upload: Sent of Total bytes are on
+// the server.
+type Upload struct {
+	Sent  int64 `json:"sent"`
+	Total int64 `json:"total"`
 }
 
 // Conversation is a conversation as the local store has it: the server's
@@ -92,7 +109,7 @@ func outboxMessage(it outboxItem, me string) Message {
 	if it.State == outboxFailed {
 		st = StatusFailed
 	}
-	return Message{
+	m := Message{
 		Message: parley.Message{
 			ConversationID:  it.ConversationID,
 			SenderID:        me,
@@ -104,6 +121,18 @@ func outboxMessage(it outboxItem, me string) Message {
 		Status: st,
 		Error:  it.Error,
 	}
+	if f := it.File; f != nil {
+		if f.Media != nil {
+			media := *f.Media
+			m.Media = &media
+		} else {
+			m.Media = &parley.Media{MIMEType: f.Type, Size: f.Size, Name: f.Name}
+			if st == StatusPending {
+				m.Upload = &Upload{Sent: f.Offset, Total: f.Size}
+			}
+		}
+	}
+	return m
 }
 
 // view builds the application's Conversation from a row.
@@ -252,12 +281,14 @@ func (c *Client) emitConversation(ctx context.Context, row convRow) {
 	c.events.emit(Event{Type: EventConversation, ConversationID: row.ID, Conversation: &v})
 }
 
-// emitApplied emits the messages a batch added or confirmed, and wakes
-// the waiters of WaitSent.
+// emitApplied emits the messages a batch added or confirmed, wakes the
+// waiters of WaitSent, and deletes the outbox's copies of the files of
+// the confirmed ones.
 func (c *Client) emitApplied(ctx context.Context, res applied) {
 	if len(res.Added) == 0 && len(res.Confirmed) == 0 {
 		return
 	}
+	c.removeUploads(res.Confirmed)
 	me := c.me()
 	row, err := c.store.conv(ctx, res.Row.ID)
 	if err != nil {
