@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -441,7 +443,7 @@ func (m *model) submit(text string) tea.Cmd {
 }
 
 // helpText lists the commands of the input line.
-const helpText = "/new USER · /group TITLE USER... · /retry · /discard · /quit · tab: list · pgup/pgdn: scroll"
+const helpText = "/new USER · /group TITLE USER... · /file PATH [caption] · /retry · /discard · /quit · tab: list · pgup/pgdn: scroll"
 
 // command runs a slash command.
 func (m *model) command(text string) tea.Cmd {
@@ -465,11 +467,58 @@ func (m *model) command(text string) tea.Cmd {
 			return nil
 		}
 		return m.createGroup(title, members)
+	case "/file", "/f":
+		path, caption := splitPath(strings.TrimSpace(strings.TrimPrefix(text, fields[0])))
+		if path == "" {
+			m.setNote(`usage: /file PATH [caption] (quote a path with spaces: /file "my photo.jpg" the beach)`)
+			return nil
+		}
+		return m.sendFile(path, caption)
 	case "/retry", "/discard":
 		return m.failed(fields[0] == "/retry")
 	}
 	m.setNote("unknown command %s: %s", fields[0], helpText)
 	return nil
+}
+
+// sendFile queues a file as a message of the open conversation; the SDK
+// uploads it when online, and its events show the upload's progress.
+func (m *model) sendFile(path, caption string) tea.Cmd {
+	if m.openID == "" {
+		m.setNote("no conversation open: /new USER, or tab to the list")
+		return nil
+	}
+	m.scroll = 0
+	ctx, c, conv := m.ctx, m.c, m.openID
+	return func() tea.Msg {
+		if _, err := c.SendFile(ctx, conv, expandHome(path), client.WithCaption(caption)); err != nil {
+			return noteMsg{"file: " + errorText(err)}
+		}
+		return nil
+	}
+}
+
+// splitPath splits `"a path" caption` or `path caption` into the path
+// and the rest.
+func splitPath(s string) (path, rest string) {
+	if strings.HasPrefix(s, `"`) {
+		if end := strings.Index(s[1:], `"`); end >= 0 {
+			return s[1 : end+1], strings.TrimSpace(s[end+2:])
+		}
+	}
+	path, rest, _ = strings.Cut(s, " ")
+	return path, strings.TrimSpace(rest)
+}
+
+// expandHome turns a leading ~/ into the user's home folder, as a shell
+// would have.
+func expandHome(path string) string {
+	if rest, ok := strings.CutPrefix(path, "~/"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
+	return path
 }
 
 // splitTitle splits `"a title" user1 user2` or `title user1 user2`.

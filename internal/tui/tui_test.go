@@ -231,6 +231,9 @@ func offlineModel(t *testing.T) (*model, string) {
 	m.msgs = []client.Message{
 		{Message: parley.Message{ID: "m1", ConversationID: direct.ID, Seq: 1, SenderID: bob.ID,
 			Kind: parley.KindText, Text: "hi alice", CreatedAt: now}, Status: client.StatusReceived},
+		{Message: parley.Message{ID: "m2", ConversationID: direct.ID, Seq: 2, SenderID: bob.ID,
+			Kind: parley.KindImage, Text: "the beach", CreatedAt: now,
+			Media: &parley.Media{ID: "f1", MIMEType: "image/jpeg", Size: 48213, Name: "holiday.jpg"}}, Status: client.StatusReceived},
 		{Message: parley.Message{ConversationID: direct.ID, SenderID: me.ID,
 			Kind: parley.KindText, Text: "typed offline", CreatedAt: now}, Status: client.StatusPending},
 	}
@@ -246,9 +249,10 @@ func TestRender(t *testing.T) {
 	for _, want := range []string{
 		"parley · alice", "○ offline · 1 queued", // the connection banner
 		"bob", "3", "team", // the list with the unread count
-		"bob · online",                   // presence in the header
-		"bob   hi alice",                 // a received message
-		"alice typed offline  ◷ pending", // own message, pending
+		"bob · online",   // presence in the header
+		"bob   hi alice", // a received message
+		"bob   [photo holiday.jpg 48 KB] the beach", // a received photo
+		"alice typed offline  ◷ pending",            // own message, pending
 		"bob is typing…",
 		"> ", // the input line
 	} {
@@ -261,7 +265,7 @@ func TestRender(t *testing.T) {
 	}
 
 	m.state = client.StateOnline
-	m.msgs[1].Status = client.StatusRead
+	m.msgs[2].Status = client.StatusRead
 	if s := stripANSI(m.render()); !strings.Contains(s, "● online") || !strings.Contains(s, "typed offline  ✓✓ read") {
 		t.Errorf("after reconnecting:\n%s", s)
 	}
@@ -310,3 +314,92 @@ func TestKeys(t *testing.T) {
 
 // stripANSI removes the styling, to compare what a person reads.
 func stripANSI(s string) string { return ansi.Strip(s) }
+
+func TestMediaLabel(t *testing.T) {
+	dur := int64(42_400)
+	for _, tc := range []struct {
+		name string
+		msg  client.Message
+		want string
+		text string
+	}{
+		{"text", client.Message{Message: parley.Message{Kind: parley.KindText, Text: "hi"}}, "", "hi"},
+		{"photo", client.Message{Message: parley.Message{Kind: parley.KindImage, Text: "the beach",
+			Media: &parley.Media{Name: "holiday.jpg", Size: 48213}}}, "[photo holiday.jpg 48 KB]", "[photo holiday.jpg 48 KB] the beach"},
+		{"video", client.Message{Message: parley.Message{Kind: parley.KindVideo,
+			Media: &parley.Media{Name: "clip.mp4", Size: 1_234_567, DurationMS: &dur}}}, "[video clip.mp4 1.2 MB 0:42]", "[video clip.mp4 1.2 MB 0:42]"},
+		{"file with a name in two lines", client.Message{Message: parley.Message{Kind: parley.KindFile,
+			Media: &parley.Media{Name: "a\nb.txt", Size: 12}}}, "[file a b.txt 12 B]", "[file a b.txt 12 B]"},
+		{"uploading", client.Message{Message: parley.Message{Kind: parley.KindImage,
+			Media: &parley.Media{Name: "big.jpg", Size: 4_000_000}}, Status: client.StatusPending,
+			Upload: &client.Upload{Sent: 1_400_000, Total: 4_000_000}}, "[photo big.jpg 4.0 MB, uploading 35%]", "[photo big.jpg 4.0 MB, uploading 35%]"},
+		{"failed upload", client.Message{Message: parley.Message{Kind: parley.KindImage,
+			Media: &parley.Media{Name: "bomb.png", Size: 70}}, Status: client.StatusFailed}, "[photo bomb.png 70 B]", "[photo bomb.png 70 B]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := MediaLabel(tc.msg); got != tc.want {
+				t.Errorf("MediaLabel = %q, want %q", got, tc.want)
+			}
+			if got := MessageText(tc.msg); got != tc.text {
+				t.Errorf("MessageText = %q, want %q", got, tc.text)
+			}
+		})
+	}
+}
+
+func TestFormatSize(t *testing.T) {
+	for n, want := range map[int64]string{
+		0: "0 B", 999: "999 B", 1000: "1.0 KB", 48213: "48 KB", 999_499: "999 KB", 999_500: "1.0 MB",
+		4_800_000: "4.8 MB", 104_857_600: "105 MB", 3_000_000_000: "3.0 GB",
+	} {
+		if got := FormatSize(n); got != want {
+			t.Errorf("FormatSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
+
+func TestSplitPath(t *testing.T) {
+	for _, tc := range []struct{ in, path, rest string }{
+		{`photo.jpg`, "photo.jpg", ""},
+		{`photo.jpg the beach`, "photo.jpg", "the beach"},
+		{`"my photo.jpg" the beach`, "my photo.jpg", "the beach"},
+		{`"unclosed photo.jpg`, `"unclosed`, "photo.jpg"},
+		{``, "", ""},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			if path, rest := splitPath(tc.in); path != tc.path || rest != tc.rest {
+				t.Fatalf("splitPath(%q) = %q, %q; want %q, %q", tc.in, path, rest, tc.path, tc.rest)
+			}
+		})
+	}
+}
+
+// TestFileCommand queues a file with /file while offline: it waits in
+// the outbox, shown with its name, size and upload progress.
+func TestFileCommand(t *testing.T) {
+	m, _ := offlineModel(t)
+	path := filepath.Join(t.TempDir(), "my notes.txt")
+	if err := os.WriteFile(path, []byte("twelve bytes"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if cmd := m.command("/file"); cmd != nil || !strings.Contains(m.note, "usage: /file PATH") {
+		t.Fatalf("/file without a path: note %q", m.note)
+	}
+	cmd := m.command(`/file "` + path + `" for you`)
+	if cmd == nil {
+		t.Fatalf("/file: no command; note %q", m.note)
+	}
+	if msg := cmd(); msg != nil {
+		t.Fatalf("/file: %+v", msg)
+	}
+	queued, err := m.c.Outbox(ctxT(t, 10*time.Second))
+	if err != nil || len(queued) != 1 {
+		t.Fatalf("outbox %+v, %v", queued, err)
+	}
+	if got := MessageText(queued[0]); got != "[file my notes.txt 12 B, uploading 0%] for you" {
+		t.Fatalf("queued file reads %q", got)
+	}
+	if msg := m.command("/file /no/such/file")(); msg == nil || !strings.Contains(msg.(noteMsg).text, "invalid_argument") {
+		t.Fatalf("/file of a missing file: %+v", msg)
+	}
+}

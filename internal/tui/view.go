@@ -36,6 +36,7 @@ var (
 	styleThem    = lipgloss.NewStyle().Foreground(lipgloss.Color("5"))
 	styleUnread  = lipgloss.NewStyle().Reverse(true).Bold(true)
 	styleChosen  = lipgloss.NewStyle().Reverse(true)
+	styleMedia   = lipgloss.NewStyle().Foreground(lipgloss.Color("4"))
 )
 
 func (m *model) View() tea.View {
@@ -276,12 +277,17 @@ func (m *model) messageLines(w int) []string {
 		name := fit(ansi.Truncate(m.dir.Label(msg.SenderID), nameW, "…"), nameW)
 		style := styleThem
 		text := msg.Text
+		switch label := MediaLabel(msg); {
+		case label != "" && text != "":
+			text = styleMedia.Render(label) + " " + text
+		case label != "":
+			text = styleMedia.Render(label)
+		case msg.Kind != "" && msg.Kind != parley.KindText:
+			text = styleDim.Render("["+string(msg.Kind)+"]") + " " + text
+		}
 		if msg.SenderID == m.me.ID {
 			style = styleMe
 			text += "  " + styleDim.Render(statusMark(msg))
-		}
-		if msg.Kind != "" && msg.Kind != parley.KindText {
-			text = styleDim.Render("["+string(msg.Kind)+"]") + " " + text
 		}
 		wrapped := strings.Split(ansi.Wrap(text, textW, ""), "\n")
 		for i, l := range wrapped {
