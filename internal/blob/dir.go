@@ -71,7 +71,7 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64, cont
 	if err != nil {
 		return fmt.Errorf("blob put: %w", err)
 	}
-	f, tmp, err := d.createTemp(name)
+	f, tmp, made, err := d.createTemp(name)
 	if err != nil {
 		return fmt.Errorf("blob put %s: %w", key, err)
 	}
@@ -96,37 +96,49 @@ func (d *Dir) Put(ctx context.Context, key string, r io.Reader, size int64, cont
 	if err := d.root.Rename(tmp, name); err != nil {
 		return fmt.Errorf("blob put %s: %w", key, err)
 	}
-	// The rename is durable once the folder is synced; the blob is in
-	// place whatever happens here.
-	if err := d.syncDir(filepath.Dir(name)); err != nil {
-		return fmt.Errorf("blob put %s: sync folder: %w", key, err)
+	// The rename is durable once the folder is synced, and a folder
+	// made for it once its parent is; the blob is in place whatever
+	// happens here. A folder gone meanwhile was emptied by a Delete of
+	// this blob, which came after the Put and won.
+	for folder := filepath.Dir(name); ; folder = filepath.Dir(folder) {
+		if err := d.syncDir(folder); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("blob put %s: sync folder: %w", key, err)
+		}
+		if !made || folder == "." {
+			break
+		}
 	}
 	return nil
 }
 
 // createTemp creates a new temporary file in the folder of name, creating
-// the folder as needed. A Delete may remove an empty folder between the
-// two steps: then it tries again.
-func (d *Dir) createTemp(name string) (*os.File, string, error) {
+// the folder as needed (made reports that it did). A Delete may remove an
+// empty folder between the two steps: then it tries again.
+func (d *Dir) createTemp(name string) (f *os.File, tmp string, made bool, err error) {
 	folder := filepath.Dir(name)
 	var random [8]byte
 	for range 10 {
 		rand.Read(random[:])
 		tmp := filepath.Join(folder, "."+filepath.Base(name)+"tmp-"+hex.EncodeToString(random[:]))
-		if folder != "." {
-			if err := d.root.MkdirAll(folder, 0o700); err != nil {
-				return nil, "", err
+		if _, err := d.root.Stat(folder); err != nil {
+			made = true
+			err := d.root.MkdirAll(folder, 0o700)
+			if errors.Is(err, fs.ErrNotExist) {
+				continue // a parent made was removed meanwhile
+			}
+			if err != nil {
+				return nil, "", false, err
 			}
 		}
 		f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err == nil {
-			return f, tmp, nil
+			return f, tmp, made, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, fs.ErrExist) {
-			return nil, "", err
+			return nil, "", false, err
 		}
 	}
-	return nil, "", fmt.Errorf("create a temporary file in %s: gave up", folder)
+	return nil, "", false, fmt.Errorf("create a temporary file in %s: gave up", folder)
 }
 
 // syncDir flushes the entries of the folder name to disk.

@@ -54,8 +54,10 @@ type server struct {
 	accessKey string
 	secretKey string
 	client    *s3.Client
-	exited    chan struct{}     // closed when cmd has exited
-	grpcPorts map[string]string // by service
+	exited    chan struct{} // closed when cmd has exited
+	// sockets are the paths of the sockets that weed makes in /tmp for
+	// its gRPC ports, which only a graceful exit removes.
+	sockets []string
 }
 
 // process is the state of this test process: Start, called with nothing
@@ -197,7 +199,16 @@ func (srv *server) run(bin string) error {
 	if err != nil {
 		return fmt.Errorf("s3test: %w", err)
 	}
-	srv.grpcPorts = map[string]string{"master": ports[1], "volume": ports[3], "filer": ports[5], "s3": ports[7]}
+	srv.sockets = []string{
+		"/tmp/seaweedfs-master-grpc-" + ports[1] + ".sock",
+		"/tmp/seaweedfs-volume-grpc-" + ports[3] + ".sock",
+		"/tmp/seaweedfs-filer-grpc-" + ports[5] + ".sock",
+		"/tmp/seaweedfs-s3-grpc-" + ports[7] + ".sock",
+	}
+	// For sweepStale, if this process dies before it removes them.
+	if err := os.WriteFile(filepath.Join(srv.dir, socketList), []byte(strings.Join(srv.sockets, "\n")), 0o600); err != nil {
+		return fmt.Errorf("s3test: %w", err)
+	}
 	args := []string{
 		"server",
 		"-ip=127.0.0.1", "-ip.bind=127.0.0.1",
@@ -303,10 +314,8 @@ func (srv *server) kill() {
 	case <-time.After(10 * time.Second):
 	}
 	srv.cmd = nil
-	// weed puts a socket of each gRPC port in /tmp, and only a graceful
-	// exit removes them.
-	for _, name := range []string{"master", "volume", "filer", "s3"} {
-		os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%s.sock", name, srv.grpcPorts[name]))
+	for _, path := range srv.sockets {
+		os.Remove(path)
 	}
 }
 
@@ -351,9 +360,9 @@ func freePorts(n int) ([]string, error) {
 	return ports, nil
 }
 
-// sweepStale removes the data folders of test processes that are gone
-// (killed before Main could remove them). Their servers died with them
-// (setDeathSignal).
+// sweepStale removes the data folders and sockets of test processes that
+// are gone (killed before Main could remove them). Their servers died with
+// them (setDeathSignal).
 func sweepStale() {
 	entries, err := os.ReadDir(os.TempDir())
 	if err != nil {
@@ -369,9 +378,21 @@ func sweepStale() {
 		if err != nil || pid <= 0 || !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
 			continue // not ours, or its process still runs
 		}
-		os.RemoveAll(filepath.Join(os.TempDir(), e.Name()))
+		dir := filepath.Join(os.TempDir(), e.Name())
+		if list, err := os.ReadFile(filepath.Join(dir, socketList)); err == nil {
+			for _, path := range strings.Split(string(list), "\n") {
+				if strings.HasPrefix(path, "/tmp/seaweedfs-") && strings.HasSuffix(path, ".sock") {
+					os.Remove(path)
+				}
+			}
+		}
+		os.RemoveAll(dir)
 	}
 }
+
+// socketList names the file, in a server's folder, that lists the sockets
+// it made in /tmp.
+const socketList = "sockets"
 
 func randomHex(n int) string {
 	b := make([]byte, n)

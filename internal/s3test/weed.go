@@ -67,6 +67,12 @@ func Binary(logf func(format string, args ...any)) (string, error) {
 	if executable(bin) == nil {
 		return bin, nil // built by another process while this one waited
 	}
+	// Under the lock, a temporary binary is one that a killed build left.
+	if stale, _ := filepath.Glob(filepath.Join(dir, ".weed-*")); len(stale) > 0 {
+		for _, path := range stale {
+			os.Remove(path)
+		}
+	}
 	logf("s3test: building SeaweedFS %s into %s, once per machine (it takes many minutes)", Version, bin)
 	start := time.Now()
 	if err := build(bin); err != nil {

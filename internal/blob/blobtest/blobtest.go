@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) blob.Store) {
 		{"Large", testLarge},
 		{"ReplacedWhileOpen", testReplacedWhileOpen},
 		{"ReadsDuringReplaces", testReadsDuringReplaces},
+		{"PutsDuringDeletes", testPutsDuringDeletes},
 		{"Closed", testClosed},
 	}
 	for _, tt := range tests {
@@ -700,6 +701,43 @@ func testReadsDuringReplaces(t *testing.T, s blob.Store) {
 	t.Logf("%d puts, %d whole reads", puts, reads)
 	if puts == 0 || reads == 0 {
 		t.Errorf("%d puts, %d whole reads: want some of each", puts, reads)
+	}
+}
+
+func testPutsDuringDeletes(t *testing.T, s blob.Store) {
+	// Deletes of blobs while others in the same folders come and go (a
+	// Dir removes the folders a Delete empties): no Put fails.
+	const rounds = 40
+	writing, stop := context.WithCancel(ctx(t))
+	defer stop()
+	var deleter, writers sync.WaitGroup
+	deleter.Go(func() {
+		for i := 0; writing.Err() == nil; i++ {
+			key := fmt.Sprintf("media/pd/%d/thumb", i%2)
+			if err := s.Delete(ctx(t), key); err != nil {
+				t.Errorf("Delete(%s): %v", key, err)
+				return
+			}
+		}
+	})
+	for w := range 2 {
+		writers.Go(func() {
+			for i := range rounds {
+				key := fmt.Sprintf("media/pd/%d/thumb", (i+w)%2)
+				data := []byte(fmt.Sprintf("%d-%d", w, i))
+				if err := s.Put(ctx(t), key, bytes.NewReader(data), int64(len(data)), ""); err != nil {
+					t.Errorf("Put(%s): %v", key, err)
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	stop()
+	deleter.Wait()
+	put(t, s, "media/pd/0/thumb", []byte("last"))
+	if got := get(t, s, "media/pd/0/thumb"); string(got) != "last" {
+		t.Errorf("got %q", got)
 	}
 }
 
