@@ -2,11 +2,19 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	byteorder "encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"image/png"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +27,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/client"
 )
 
@@ -512,6 +521,18 @@ func TestChatInTmux(t *testing.T) {
 	tm.typeText("alice", "see you", "Enter")
 	tm.waitText("bob", "see you")
 
+	// A photo from the input line, shown with its type, name and size.
+	photo := filepath.Join(dir, "holiday.jpg")
+	if err := os.WriteFile(photo, testPhoto(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tm.typeText("alice", "/file "+photo+" the beach", "Enter")
+	photoLine := regexp.MustCompile(`\[photo holiday\.jpg [0-9.]+ [KM]?B\] the beach`)
+	tm.waitScreen("bob", "the photo", photoLine.MatchString)
+	tm.waitScreen("alice", "the photo read", func(s string) bool {
+		return regexp.MustCompile(photoLine.String() + `\s+✓✓ read`).MatchString(s)
+	})
+
 	for _, name := range []string{"alice", "bob"} {
 		tm.run("send-keys", "-t", name, "C-c")
 		tm.waitText(name, "EXITED 0")
@@ -527,7 +548,7 @@ func TestChatInTmux(t *testing.T) {
 	for _, m := range history(t, p.base, tok.AccessToken, conv.ID) {
 		texts = append(texts, m.Text)
 	}
-	if got := strings.Join(texts, "|"); got != "hello from alice|hi alice, bob here|see you" {
+	if got := strings.Join(texts, "|"); got != "hello from alice|hi alice, bob here|see you|the beach" {
 		t.Fatalf("the server has %q", texts)
 	}
 }
@@ -599,4 +620,174 @@ func TestProfileDir(t *testing.T) {
 			t.Errorf("profileDir(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
+}
+
+// testPhoto returns a small JPEG.
+func testPhoto(t *testing.T) []byte {
+	t.Helper()
+	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
+	for y := range 48 {
+		for x := range 64 {
+			img.Set(x, y, color.RGBA{uint8(x * 4), uint8(y * 5), 128, 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := jpeg.Encode(&b, img, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// TestCLISendFile sends a photo and a file with `send --file`, with the
+// upload's progress on stderr; listen prints their media, history and
+// conversations show their type, name and size, and the server stored the
+// file as it was. A photo sent while the server is down is queued and
+// goes out once with the next command; a refused file fails the send.
+func TestCLISendFile(t *testing.T) {
+	data := t.TempDir()
+	p := startServer(t, data)
+	dir := t.TempDir()
+	alice, bob := filepath.Join(dir, "alice"), filepath.Join(dir, "bob")
+	mustParley(t, p.base, alice, "register", "alice")
+	mustParley(t, p.base, bob, "register", "bob")
+	conv := convID(t, mustParley(t, p.base, alice, "new", "bob"))
+	l := startListen(t, p.base, bob)
+	l.waitFor(t, "online", 30*time.Second, isOnline)
+
+	photo := filepath.Join(dir, "holiday.jpg")
+	if err := os.WriteFile(photo, testPhoto(t), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runParley(t, p.base, alice, "send", "--file", photo, "bob", "the", "beach")
+	if err != nil || !regexp.MustCompile(`^sent to bob \(seq 1\): \[photo holiday\.jpg [0-9.]+ [KM]?B\] the beach\n$`).MatchString(out) ||
+		!strings.Contains(errOut, "uploading holiday.jpg: ") || !strings.Contains(errOut, "(100%)") {
+		t.Fatalf("send --file: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+	blob := make([]byte, 2<<20+5000)
+	for i := range blob {
+		blob[i] = byte(i*7 + i/1000)
+	}
+	file := filepath.Join(dir, "data.bin")
+	if err := os.WriteFile(file, blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = runParley(t, p.base, alice, "send", "bob", "--file", file)
+	if err != nil || out != "sent to bob (seq 2): [file data.bin 2.1 MB]\n" ||
+		!regexp.MustCompile(`(?s)uploading data.bin: 0 B of 2.1 MB \(0%\)\n.*uploading data.bin: 2.1 MB of 2.1 MB \(100%\)\n$`).MatchString(errOut) {
+		t.Fatalf("send --file without a caption: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+
+	// listen prints the media object.
+	ev := l.waitFor(t, "the photo", 30*time.Second, isMessage("the beach"))
+	if m := ev.Message; m.Kind != parley.KindImage || m.Media == nil || m.Media.Name != "holiday.jpg" || m.Media.MIMEType != "image/jpeg" || m.Media.URL == "" {
+		t.Fatalf("listen printed %+v, media %+v", m, m.Media)
+	}
+	ev = l.waitFor(t, "the file", 30*time.Second, func(ev client.Event) bool {
+		return ev.Type == client.EventMessage && ev.Message != nil && ev.Message.Media != nil && ev.Message.Media.Name == "data.bin"
+	})
+	fileID := ev.Message.Media.ID
+	l.stop(t)
+
+	hist := mustParley(t, p.base, bob, "history", "alice")
+	if !regexp.MustCompile(`(?s)alice: \[photo holiday\.jpg [0-9.]+ [KM]?B\] the beach\n.*alice: \[file data\.bin 2\.1 MB\]\n$`).MatchString(hist) {
+		t.Fatalf("bob's history:\n%s", hist)
+	}
+	if table := mustParley(t, p.base, bob, "conversations"); !regexp.MustCompile(`(?m)alice: \[file data\.bin 2\.1 MB\]$`).MatchString(table) {
+		t.Fatalf("bob's conversations:\n%s", table)
+	}
+	// What bob can download is what alice had.
+	tok := login(t, p.base, "bob")
+	var media parley.Media
+	if code := getJSON(t, p.base+"/api/media/"+fileID, tok.AccessToken, &media); code != http.StatusOK {
+		t.Fatalf("GET media: %d", code)
+	}
+	resp, err := http.Get(p.base + media.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || !bytes.Equal(got, blob) {
+		t.Fatalf("the server has %d bytes (%v), not the %d sent", len(got), err, len(blob))
+	}
+
+	// A refused file fails the command with the server's reason.
+	var bomb bytes.Buffer
+	if err := png.Encode(&bomb, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
+		t.Fatal(err)
+	}
+	b := bomb.Bytes()
+	byteorder.BigEndian.PutUint32(b[16:], 100000)
+	byteorder.BigEndian.PutUint32(b[20:], 100000)
+	byteorder.BigEndian.PutUint32(b[29:], crc32.ChecksumIEEE(b[12:29]))
+	bombPath := filepath.Join(dir, "bomb.png")
+	if err := os.WriteFile(bombPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, errOut, err := runParley(t, p.base, alice, "send", "--file", bombPath, "bob"); err == nil ||
+		!strings.Contains(errOut, "invalid_argument") || !strings.Contains(errOut, "pixels") {
+		t.Fatalf("send of a decompression bomb: %v\nstdout: %s\nstderr: %s", err, out, errOut)
+	}
+	if hist := mustParley(t, p.base, alice, "history", "bob"); !regexp.MustCompile(`alice: \[photo bomb\.png [0-9]+ B\]  \(failed: invalid_argument: .*pixels.*\)\n$`).MatchString(hist) {
+		t.Fatalf("alice's history after the refusal:\n%s", hist)
+	}
+
+	// Offline: queued at once, then sent once by the next command.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatalf("server exit: %v", err)
+	}
+	start := time.Now()
+	out, errOut, err = runParley(t, p.base, alice, "send", "--file", photo, "bob", "offline", "photo")
+	if took := time.Since(start); err != nil || took > 10*time.Second ||
+		!strings.Contains(out, "queued for bob: the server is unreachable") || !strings.Contains(out, "(1 waiting)") {
+		t.Fatalf("send --file with the server down (%v): %v\nstdout: %s\nstderr: %s", took, err, out, errOut)
+	}
+	if err := os.Remove(photo); err != nil { // the profile has its copy
+		t.Fatal(err)
+	}
+	out, _, _ = runParley(t, p.base, alice, "history", "bob")
+	if !regexp.MustCompile(`alice: \[photo holiday\.jpg [0-9.]+ [KM]?B, uploading 0%\] offline photo  \(pending\)\n$`).MatchString(out) {
+		t.Fatalf("history offline:\n%s", out)
+	}
+	p = startServer(t, data)
+	if hist := mustParley(t, p.base, alice, "history", "bob"); !strings.Contains(hist, "offline photo  (sent)") {
+		t.Fatalf("history after the server came back:\n%s", hist)
+	}
+	n := 0
+	for _, m := range history(t, p.base, login(t, p.base, "bob").AccessToken, conv) {
+		if m.Text == "offline photo" {
+			n++
+			if m.Kind != parley.KindImage || m.Media == nil || m.Media.Name != "holiday.jpg" {
+				t.Fatalf("the server has %+v", m)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the server has the offline photo %d times", n)
+	}
+
+	for _, args := range [][]string{
+		{"send", "bob"},
+		{"send", "--as", "gif", "--file", file, "bob"},
+		{"send", "--as", "photo", "bob", "text"},
+	} {
+		if _, errOut, err := runParley(t, p.base, alice, args...); exitCode(err) != 2 {
+			t.Errorf("parley %s: %v, want exit status 2\n%s", strings.Join(args, " "), err, errOut)
+		}
+	}
+}
+
+// exitCode is the exit status of a command's error, 0 for none.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

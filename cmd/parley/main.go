@@ -67,7 +67,8 @@ client (each takes --server and --profile; see: parley <command> -h):
   logout         log out and delete this profile's local data
   conversations  list conversations with unread counts
   new USER       open a direct conversation (--group TITLE USER... for a group)
-  send CONV TEXT send a message; queued while offline (--wait waits for the ack)
+  send CONV TEXT send a message; queued while offline (--wait waits for the ack);
+                 --file PATH sends a photo, video or file, TEXT its caption
   history CONV   print a conversation's messages
   listen         print events as JSON lines until interrupted
   chat [CONV]    full-screen chat in the terminal

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -61,7 +63,7 @@ func conversationsCommand(ctx context.Context, args []string, stdout, stderr io.
 	for _, conv := range convs {
 		last := ""
 		if m := conv.LastMessage; m != nil {
-			last = a.dir.Label(m.SenderID) + ": " + oneLine(m.Text, 50)
+			last = a.dir.Label(m.SenderID) + ": " + oneLine(tui.MessageText(client.Message{Message: *m}), 50)
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\n", a.dir.Title(conv), conv.UnreadCount, conv.ID, last)
 	}
@@ -112,14 +114,29 @@ func newCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 // sendCommand queues a message and, online, waits briefly for its ack; with
-// --wait it waits for the ack however long it takes.
+// --wait it waits for the ack however long it takes. With --file it sends
+// a file, the text being its caption, and shows the upload's progress on
+// stderr.
 func sendCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cf clientFlags
-	fs := newFlagSet("send", "CONVERSATION TEXT...", stderr, &cf)
+	fs := newFlagSet("send", "CONVERSATION TEXT... | --file PATH CONVERSATION [CAPTION...]", stderr, &cf)
 	wait := fs.Bool("wait", false, "wait until the server acknowledges the message (until interrupted)")
-	pos, err := parseArgs(fs, args, 2, -1)
+	file := fs.String("file", "", "send this file (a photo, a video or any file), with the text as its caption")
+	as := fs.String("as", "", "with --file: send it as a photo, video or file (default: what the server finds in it)")
+	pos, err := parseArgs(fs, args, 1, -1)
 	if err != nil {
 		return err
+	}
+	if *file == "" && len(pos) < 2 {
+		fs.Usage()
+		return usageError{errors.New("send: a message needs text (or --file PATH)")}
+	}
+	kind, err := fileKind(*as)
+	if err != nil {
+		return err
+	}
+	if *file == "" && kind != "" {
+		return usageError{errors.New("send: --as goes with --file")}
 	}
 	text := strings.Join(pos[1:], " ")
 	a, err := cf.openLoggedIn(ctx, stderr)
@@ -133,13 +150,16 @@ func sendCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
+	title := a.dir.Title(conv)
+	if *file != "" {
+		return a.sendFile(ctx, conv.ID, title, *file, text, kind, *wait, stdout)
+	}
 	// Committed to the outbox before any network I/O: from here on the
 	// message survives anything, and goes out exactly once.
 	cmid, err := a.c.Send(ctx, conv.ID, text)
 	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	title := a.dir.Title(conv)
 	if *wait {
 		m, err := a.c.WaitSent(ctx, cmid)
 		if ctx.Err() != nil {
@@ -171,6 +191,183 @@ func sendCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stdout, "sent to %s (seq %d)\n", title, m.Seq)
 	return nil
+}
+
+// fileKind reads --as.
+func fileKind(as string) (parley.MessageKind, error) {
+	switch strings.ToLower(as) {
+	case "":
+		return "", nil
+	case "photo", "image":
+		return parley.KindImage, nil
+	case "video":
+		return parley.KindVideo, nil
+	case "file":
+		return parley.KindFile, nil
+	}
+	return "", usageError{fmt.Errorf("send: --as %q: photo, video or file", as)}
+}
+
+// stallTimeout is how long send --file waits, online, for an upload or a
+// send that makes no progress before it leaves the message queued for
+// the next command.
+const stallTimeout = 30 * time.Second
+
+// sendFile queues a file and waits while its upload makes progress: until
+// it is acknowledged or refused, the server cannot be reached, the
+// upload stalls, or, with wait, until the ack however long it takes.
+// Progress goes to stderr.
+func (a *app) sendFile(ctx context.Context, convID, title, path, caption string, kind parley.MessageKind, wait bool, stdout io.Writer) error {
+	pr := newProgressPrinter(a.stderr, filepath.Base(path))
+	// Committed to the outbox, with a copy of the file, before any
+	// network I/O: it survives anything, and goes out exactly once.
+	cmid, err := a.c.SendFile(ctx, convID, path, client.WithCaption(caption), client.WithKind(kind),
+		client.WithProgress(pr.report))
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	var (
+		m      client.Message
+		queued string
+	)
+	if wait {
+		m, err = a.c.WaitSent(ctx, cmid)
+		if ctx.Err() != nil {
+			queued = "interrupted"
+		}
+	} else {
+		m, queued, err = awaitFile(ctx, a.c, cmid)
+	}
+	pr.finish()
+	if queued != "" {
+		n := 1
+		if items, err := a.c.Outbox(context.WithoutCancel(ctx)); err == nil {
+			n = len(withoutFailed(items))
+		}
+		fmt.Fprintf(stdout, "queued for %s: %s; it goes out the next time parley connects with this profile (%d waiting)\n", title, queued, n)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	fmt.Fprintf(stdout, "sent to %s (seq %d): %s\n", title, m.Seq, tui.MessageText(m))
+	if wait {
+		a.settle(ctx)
+	}
+	return nil
+}
+
+// awaitFile waits until the message cmid leaves the outbox (acknowledged)
+// or fails, and returns it; or returns why it stays queued: the client
+// cannot reach the server (a connection attempt failed, or it is signed
+// out), its upload or send made no progress for stallTimeout, or ctx
+// ended. It reads c's Events, as tui.Settle does.
+func awaitFile(ctx context.Context, c *client.Client, cmid string) (client.Message, string, error) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	attempted := false
+	var (
+		seen       string // the progress last seen: upload offset, or uploaded
+		progressAt = time.Now()
+	)
+	for {
+		items, err := c.Outbox(context.WithoutCancel(ctx))
+		if err != nil {
+			return client.Message{}, "", err
+		}
+		i := slices.IndexFunc(items, func(m client.Message) bool { return m.ClientMessageID == cmid })
+		if i < 0 || items[i].Status == client.StatusFailed {
+			// Acknowledged or refused: WaitSent says which at once.
+			m, err := c.WaitSent(context.WithoutCancel(ctx), cmid)
+			return m, "", err
+		}
+		it := items[i]
+		now := fmt.Sprint(it.Upload)
+		if it.Upload == nil {
+			now = "uploaded"
+		}
+		if now != seen {
+			seen, progressAt = now, time.Now()
+		}
+		switch c.State() {
+		case client.StateSignedOut, client.StateDisabled:
+			return it, "not logged in", nil
+		case client.StateOffline:
+			if attempted {
+				return it, "the server is unreachable", nil
+			}
+		}
+		if time.Since(progressAt) > stallTimeout {
+			return it, fmt.Sprintf("no progress for %v", stallTimeout), nil
+		}
+		select {
+		case <-ctx.Done():
+			return it, "interrupted", nil
+		case <-tick.C:
+		case ev, ok := <-c.Events():
+			if !ok {
+				return it, "interrupted", nil
+			}
+			if ev.Type == client.EventConnection {
+				switch ev.State {
+				case client.StateConnecting, client.StateOnline:
+					attempted = true
+				case client.StateOffline:
+					if attempted {
+						return it, "the server is unreachable", nil
+					}
+				}
+			}
+		}
+	}
+}
+
+// progressPrinter shows an upload's progress: on a terminal, one line
+// rewritten in place; elsewhere (a log, a pipe), a line every tenth of
+// the file. It is safe for concurrent use.
+type progressPrinter struct {
+	w    io.Writer
+	name string
+	tty  bool
+
+	mu      sync.Mutex // guards the fields below
+	lastPct int64
+	open    bool // a line rewritten in place is not ended yet
+}
+
+func newProgressPrinter(w io.Writer, name string) *progressPrinter {
+	f, ok := w.(*os.File)
+	return &progressPrinter{w: w, name: name, tty: ok && term.IsTerminal(int(f.Fd())), lastPct: -1}
+}
+
+// report is a client.WithProgress function.
+func (p *progressPrinter) report(sent, total int64) {
+	pct := int64(100)
+	if total > 0 {
+		pct = sent * 100 / total
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	line := fmt.Sprintf("uploading %s: %s of %s (%d%%)", p.name, tui.FormatSize(sent), tui.FormatSize(total), pct)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r\x1b[K%s", line)
+		p.open = true
+		return
+	}
+	if p.lastPct < 0 || pct == 100 || pct >= p.lastPct+10 {
+		p.lastPct = pct
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+// finish ends the line a terminal shows.
+func (p *progressPrinter) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.open {
+		fmt.Fprintln(p.w)
+		p.open = false
+	}
 }
 
 // historyCommand prints the newest messages of a conversation.
@@ -221,7 +418,7 @@ func historyCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	_ = a.dir.Learn(rctx, a.dir.Unknown(conv)) // offline: ids stand in for names
 	me, _ := a.c.User()
 	for _, m := range msgs {
-		line := fmt.Sprintf("%s  %s: %s", m.CreatedAt.Local().Format("2006-01-02 15:04"), a.dir.Label(m.SenderID), m.Text)
+		line := fmt.Sprintf("%s  %s: %s", m.CreatedAt.Local().Format("2006-01-02 15:04"), a.dir.Label(m.SenderID), tui.MessageText(m))
 		if m.SenderID == me.ID {
 			line += "  (" + string(m.Status)
 			if m.Error != "" {
@@ -232,6 +429,11 @@ func historyCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintln(stdout, line)
 	}
 	return nil
+}
+
+// withoutFailed drops the failed messages.
+func withoutFailed(msgs []client.Message) []client.Message {
+	return slices.DeleteFunc(msgs, func(m client.Message) bool { return m.Status == client.StatusFailed })
 }
 
 // withoutOutbox drops the pending and failed messages.
