@@ -460,6 +460,14 @@ func TestSendFileRefused(t *testing.T) {
 	if m := waitSent(t, alice, asFile); m.Kind != parley.KindFile || m.Media.Name != "renamed.txt" || m.Text != "see" {
 		t.Fatalf("file %+v, media %+v", m.Message, m.Media)
 	}
+	// An empty file is complete as soon as its upload is created.
+	empty, err := alice.SendFile(ctxT(t, 10*time.Second), conv, writeFile(t, "empty", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := waitSent(t, alice, empty); m.Kind != parley.KindFile || m.Media == nil || m.Media.Size != 0 {
+		t.Fatalf("empty file %+v, media %+v", m.Message, m.Media)
+	}
 
 	for _, tc := range []struct {
 		name string
