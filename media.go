@@ -52,7 +52,10 @@ type MediaFile struct {
 	// to, empty until then; a media file is attached once.
 	ConversationID string
 	// Error says why processing failed.
-	Error     string
+	Error string
+	// UploadRef is the tus store's id of an upload in progress (the media
+	// id, or more in object storage); empty for one made in one request.
+	UploadRef string
 	CreatedAt Time
 }
 

@@ -43,6 +43,8 @@ fi
 go mod download
 echo "== go vet"
 go vet ./...
+echo "== SeaweedFS for the S3 media tests (built once per machine, then cached)"
+go run ./internal/s3test/buildweed
 echo "== go test -race"
 CGO_ENABLED=1 go test -race -count=1 -timeout 20m ./...
 echo "== the wire contract against a three-node cluster (PostgreSQL, NATS)"

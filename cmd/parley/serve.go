@@ -58,6 +58,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Int64Var(&mediaCfg.MaxUploadBytes, "max-upload-bytes", 100<<20, "largest photo, video or file in bytes")
 	fs.DurationVar(&mediaCfg.URLTTL, "media-url-ttl", time.Hour, "lifetime of the signed URLs of media")
 	fs.Int64Var(&mediaCfg.MaxImagePixels, "max-image-pixels", 50_000_000, "largest image in pixels (width × height); larger ones are refused undecoded")
+	fs.StringVar(&mediaCfg.S3.Endpoint, "s3-endpoint", "", "S3-compatible service for media, e.g. https://s3.example.com (default: AWS); keys from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+	fs.StringVar(&mediaCfg.S3.Bucket, "s3-bucket", "", "bucket for media and partial uploads (a cluster needs one); without it media stay in --data")
+	fs.StringVar(&mediaCfg.S3.Region, "s3-region", "", "the bucket's region (default AWS_REGION, else us-east-1)")
+	fs.StringVar(&mediaCfg.S3.Prefix, "s3-prefix", "", "put before every object's key, ending in /, to share a bucket")
+	fs.BoolVar(&mediaCfg.S3.PathStyle, "s3-path-style", false, "bucket in the URL's path, as MinIO, SeaweedFS and most S3-compatible services need")
 	var apnsCfg server.APNsConfig
 	fs.StringVar(&apnsCfg.KeyFile, "apns-key-file", "", "APNs .p8 token-signing key; without it iOS pushes are off")
 	fs.StringVar(&apnsCfg.KeyID, "apns-key-id", "", "APNs key id")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,12 +20,16 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/parley-chat/parley/internal/pgtest"
+	"github.com/parley-chat/parley/internal/s3test"
 	"github.com/parley-chat/parley/internal/server"
 	"github.com/parley-chat/parley/internal/testnode"
 )
 
-// TestMain drops the PostgreSQL test database that a cluster run creates.
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain drops the PostgreSQL test database that a cluster run creates,
+// and stops the S3 server the media tests start.
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Wrap(func() int { return s3test.Wrap(m.Run) }))
+}
 
 // deadline bounds every wait for something the contract says must happen.
 const deadline = 10 * time.Second

@@ -43,6 +43,7 @@ type Store interface {
 	MediaFor(ctx context.Context, callerID, mediaID string) (parley.MediaFile, error)
 	UnattachedMedia(ctx context.Context, before time.Time, limit int) ([]string, error)
 	DeleteMedia(ctx context.Context, id string) (bool, error)
+	SetUploadRef(ctx context.Context, id, ref string) error
 }
 
 // Defaults of Options.
@@ -346,6 +347,11 @@ func (s *Service) sweep(ctx context.Context) {
 			return
 		}
 		for _, id := range ids {
+			f, err := s.store.MediaFile(ctx, id)
+			if err != nil {
+				s.log.Warn("read unattached upload", "media", id, "err", err)
+				return
+			}
 			// The record goes first, if no send attached it meanwhile;
 			// only then the bytes.
 			deleted, err := s.store.DeleteMedia(ctx, id)
@@ -355,7 +361,9 @@ func (s *Service) sweep(ctx context.Context) {
 			}
 			if deleted {
 				s.deleteBlobs(ctx, id)
-				s.dropUpload(ctx, id)
+				if f.UploadRef != "" {
+					s.dropUpload(ctx, f.UploadRef)
+				}
 			}
 		}
 		if len(ids) < 100 {

@@ -112,6 +112,9 @@ func tusError(err error) error {
 }
 
 // ServeHTTP checks who may touch an existing upload, then lets tusd serve.
+// Clients name an upload by its media id; tusd by its own id (the media id
+// and, in object storage, "+" and the multipart upload's id): the paths
+// in and the Location out are translated.
 func (u *Uploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	caller := callerOf(r.Context())
 	if caller == "" {
@@ -124,13 +127,57 @@ func (u *Uploads) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f, err := u.s.store.MediaFile(r.Context(), id)
-		if err != nil || f.UploaderID != caller || f.State != parley.MediaUploading {
+		if err != nil || f.UploaderID != caller || f.State != parley.MediaUploading || f.UploadRef == "" {
 			// Another's upload, or one that is complete: nothing to resume.
 			http.NotFound(w, r)
 			return
 		}
+		r = r.Clone(r.Context())
+		r.URL.Path, r.URL.RawPath = u.base+f.UploadRef, ""
+	}
+	if r.Method == http.MethodPost {
+		w = &locationWriter{ResponseWriter: w, u: u, ctx: r.Context()}
 	}
 	http.StripPrefix(strings.TrimSuffix(u.base, "/"), u.tus).ServeHTTP(w, r)
+}
+
+// locationWriter records the tus id of a created upload and answers its
+// media id in Location instead.
+type locationWriter struct {
+	http.ResponseWriter
+	u   *Uploads
+	ctx context.Context
+	err error
+}
+
+func (lw *locationWriter) WriteHeader(status int) {
+	if loc := lw.Header().Get("Location"); status == http.StatusCreated && loc != "" {
+		i := strings.LastIndexByte(loc, '/')
+		ref := loc[i+1:]
+		id := mediaIDOf(ref)
+		// Recorded before the client hears of it, so that its next request
+		// finds it; a creation-with-upload completed already (and needs
+		// none), and an error leaves the upload unreachable, never wrong.
+		if err := lw.u.s.store.SetUploadRef(lw.ctx, id, ref); err != nil {
+			lw.u.s.log.Warn("record a new upload", "media", id, "err", err)
+		}
+		lw.Header().Set("Location", loc[:i+1]+id)
+	}
+	lw.ResponseWriter.WriteHeader(status)
+}
+
+func (lw *locationWriter) Write(b []byte) (int, error) { return lw.ResponseWriter.Write(b) }
+
+// Unwrap lets http.ResponseController reach the connection (tusd sets read
+// deadlines through it).
+func (lw *locationWriter) Unwrap() http.ResponseWriter { return lw.ResponseWriter }
+
+// mediaIDOf is the media id in a tus id: what comes before a "+".
+func mediaIDOf(ref string) string {
+	if i := strings.IndexByte(ref, '+'); i >= 0 {
+		return ref[:i]
+	}
+	return ref
 }
 
 // create records a new upload: its id (the media id), name, claimed type
@@ -166,14 +213,15 @@ func (u *Uploads) create(hook tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInfoC
 // finish processes a complete upload and stores it; refused content fails
 // the upload (400), and either way the partial upload goes.
 func (u *Uploads) finish(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
-	id := hook.Upload.ID
+	ref := hook.Upload.ID
+	id := mediaIDOf(ref)
 	ctx := hook.Context
 	f, err := u.s.store.MediaFile(ctx, id)
 	if err != nil {
 		return tusd.HTTPResponse{}, tusError(err)
 	}
-	defer u.drop(context.WithoutCancel(ctx), id)
-	path, err := u.copyOut(ctx, id)
+	defer u.drop(context.WithoutCancel(ctx), ref)
+	path, err := u.copyOut(ctx, ref)
 	if err != nil {
 		return tusd.HTTPResponse{}, tusError(err)
 	}
@@ -197,7 +245,7 @@ func (u *Uploads) finish(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
 
 // terminate forgets an upload its uploader gave up (DELETE).
 func (u *Uploads) terminate(hook tusd.HookEvent) (tusd.HTTPResponse, error) {
-	if _, err := u.s.store.DeleteMedia(hook.Context, hook.Upload.ID); err != nil {
+	if _, err := u.s.store.DeleteMedia(hook.Context, mediaIDOf(hook.Upload.ID)); err != nil {
 		return tusd.HTTPResponse{}, tusError(err)
 	}
 	return tusd.HTTPResponse{}, nil
@@ -230,20 +278,22 @@ func (u *Uploads) copyOut(ctx context.Context, id string) (string, error) {
 	return tmp.Name(), nil
 }
 
-// drop deletes what the tus store holds of an upload, if anything.
-func (u *Uploads) drop(ctx context.Context, id string) {
-	up, err := u.composer.Core.GetUpload(ctx, id)
+// drop deletes what the tus store holds of an upload (by its tus id), if
+// anything.
+func (u *Uploads) drop(ctx context.Context, ref string) {
+	up, err := u.composer.Core.GetUpload(ctx, ref)
 	if err != nil {
 		return // gone already
 	}
 	if err := u.composer.Terminater.AsTerminatableUpload(up).Terminate(ctx); err != nil {
-		u.s.log.Warn("delete a partial upload", "media", id, "err", err)
+		u.s.log.Warn("delete a partial upload", "upload", ref, "err", err)
 	}
 }
 
-// dropUpload deletes the partial upload of id, if the tus endpoint exists.
-func (s *Service) dropUpload(ctx context.Context, id string) {
+// dropUpload deletes the partial upload of tus id ref, if the tus endpoint
+// exists.
+func (s *Service) dropUpload(ctx context.Context, ref string) {
 	if u := s.uploads.Load(); u != nil {
-		u.drop(ctx, id)
+		u.drop(ctx, ref)
 	}
 }

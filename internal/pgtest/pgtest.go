@@ -68,11 +68,15 @@ func Main(m *testing.M) { os.Exit(Run(m)) }
 
 // Run is Main without the exit: it runs the tests, drops what pgtest
 // created, and returns m.Run's code, for a TestMain that does more.
-func Run(m *testing.M) int {
+func Run(m *testing.M) int { return Wrap(m.Run) }
+
+// Wrap runs run (m.Run, or another package's wrapper around it, such as
+// s3test.Wrap), then drops what pgtest created, and returns run's code.
+func Wrap(run func() int) int {
 	process.mu.Lock()
 	process.running = true
 	process.mu.Unlock()
-	code := m.Run()
+	code := run()
 
 	process.mu.Lock()
 	defer process.mu.Unlock()

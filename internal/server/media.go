@@ -24,6 +24,10 @@ type MediaConfig struct {
 	// UnattachedAfter is how long an upload no message carries is kept
 	// (default a day).
 	UnattachedAfter time.Duration
+	// S3, with a Bucket, keeps media and partial uploads in S3-compatible
+	// object storage instead of the data folder: what a cluster needs, so
+	// that a file uploaded through one node downloads through any other.
+	S3 blob.S3Options
 }
 
 // mediaRunner owns the media janitor's goroutine.
@@ -57,9 +61,20 @@ func (s *Server) openMedia(ctx context.Context, allow func(context.Context, stri
 	if err != nil {
 		return nil, nil, err
 	}
-	blobs, err := blob.NewDir(filepath.Join(s.cfg.DataDir, "media"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("media folder: %w", err)
+	var blobs blob.Store
+	var bucket *blob.S3
+	if cfg.S3.Bucket != "" {
+		if bucket, err = blob.NewS3(ctx, cfg.S3); err != nil {
+			return nil, nil, fmt.Errorf("media storage: %w", err)
+		}
+		blobs = bucket
+	} else {
+		if s.cfg.NATS != "" {
+			s.log.Warn("media are kept in this node's data folder: a file uploaded here downloads only here (set --s3-bucket for a cluster)")
+		}
+		if blobs, err = blob.NewDir(filepath.Join(s.cfg.DataDir, "media")); err != nil {
+			return nil, nil, fmt.Errorf("media folder: %w", err)
+		}
 	}
 	tmp := filepath.Join(s.cfg.DataDir, "tmp")
 	if err := os.MkdirAll(tmp, 0o700); err != nil {
@@ -73,9 +88,19 @@ func (s *Server) openMedia(ctx context.Context, allow func(context.Context, stri
 		Allow:           allow,
 		Logger:          s.log,
 	})
-	uploads, err := svc.Uploads("/api/uploads/", filepath.Join(s.cfg.DataDir, "uploads"))
+	var uploads *media.Uploads
+	if bucket != nil {
+		// Partial uploads in the bucket, and a lock in the database, so
+		// that an upload resumes through any node.
+		uploads, err = svc.UploadsIn("/api/uploads/", bucket.Client(), bucket.Bucket(), bucket.Prefix(), media.ClusterLocker(s.store))
+	} else {
+		uploads, err = svc.Uploads("/api/uploads/", filepath.Join(s.cfg.DataDir, "uploads"))
+	}
 	if err != nil {
 		return nil, nil, err
+	}
+	if ffmpeg, ffprobe := proc.VideoTools(); ffmpeg == "" || ffprobe == "" {
+		s.log.Info("ffmpeg or ffprobe not found: videos get no duration or poster frame")
 	}
 	run, cancel := context.WithCancel(context.Background())
 	s.mediaJanitor = &mediaRunner{cancel: cancel, done: make(chan struct{})}

@@ -16,7 +16,7 @@ import (
 
 // mediaCols are the columns scanMediaFile reads, from a table aliased md.
 const mediaCols = `md.id, md.uploader_id, md.state, md.name, md.claimed_type, md.mime_type, md.kind, md.size,
-	md.width, md.height, md.duration_ms, md.has_thumbnail <> 0, md.error, md.conversation_id, md.created_at`
+	md.width, md.height, md.duration_ms, md.has_thumbnail <> 0, md.error, md.conversation_id, md.upload_ref, md.created_at`
 
 func scanMediaFile(s scanner) (parley.MediaFile, error) {
 	var (
@@ -26,7 +26,7 @@ func scanMediaFile(s scanner) (parley.MediaFile, error) {
 		created                 int64
 	)
 	if err := s.Scan(&f.ID, &f.UploaderID, &f.State, &f.Name, &f.ClaimedType, &f.MIMEType, &f.Kind, &f.Size,
-		&width, &height, &duration, &f.HasThumbnail, &f.Error, &conv, &created); err != nil {
+		&width, &height, &duration, &f.HasThumbnail, &f.Error, &conv, &f.UploadRef, &created); err != nil {
 		return parley.MediaFile{}, err
 	}
 	f.Width, f.Height, f.DurationMS = intPtr(width), intPtr(height), int64Ptr(duration)
@@ -87,6 +87,16 @@ func (db *DB) UpdateMedia(ctx context.Context, f parley.MediaFile) error {
 			return fmt.Errorf("update media: %w", err)
 		} else if n == 0 {
 			return errMediaNotFound()
+		}
+		return nil
+	})
+}
+
+// SetUploadRef records the tus store's id of an upload in progress.
+func (db *DB) SetUploadRef(ctx context.Context, id, ref string) error {
+	return db.write(ctx, "set_upload_ref", lockKey("m", id), func(w *writeTx) error {
+		if _, err := w.exec(`UPDATE media SET upload_ref = ? WHERE id = ?`, ref, id); err != nil {
+			return fmt.Errorf("set upload ref: %w", err)
 		}
 		return nil
 	})
