@@ -191,8 +191,11 @@
 // before sending it, at most 2 uploads at once, with tus 1.0 at
 // /api/uploads (the bearer token on every request, refreshed as for REST
 // calls): POST with Upload-Length and Upload-Metadata (filename,
-// filetype) creates the upload, whose URL is stored before any byte
-// goes; PATCH sends chunks of 1 MiB at Upload-Offset, each at most 2
+// filetype) creates the upload, whose id (its Location's last segment,
+// the media id) is stored before any byte goes; its URL is
+// /api/uploads/{id} on the server in use, so that it continues through
+// another node of a cluster that keeps uploads in shared storage. PATCH
+// sends chunks of 1 MiB at Upload-Offset, each at most 2
 // minutes, and the offset the server answers is stored after each. An
 // attempt that did not create its upload starts with HEAD, which tells
 // where the server got to (a chunk cut short may have left part of

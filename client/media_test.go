@@ -230,7 +230,7 @@ func TestSendFileResumes(t *testing.T) {
 				// offset in the store.
 				eventually(t, 30*time.Second, func() error {
 					it, ok, err := c.store.outboxItem(context.Background(), cmid)
-					if err != nil || !ok || !tr.wasCut() || it.File.UploadURL == "" || it.File.Offset < uploadChunk {
+					if err != nil || !ok || !tr.wasCut() || it.File.UploadID == "" || it.File.Offset < uploadChunk {
 						return fmt.Errorf("outbox %+v %v %v, cut %v", it.File, ok, err, tr.wasCut())
 					}
 					return nil

@@ -368,7 +368,7 @@ func (c *Client) forgetUpload(it outboxItem) outboxItem {
 		return it
 	}
 	f := *it.File
-	f.UploadURL, f.Offset, f.Media = "", 0, nil
+	f.UploadID, f.Offset, f.Media = "", 0, nil
 	it.File = &f
 	return it
 }

@@ -105,15 +105,16 @@ var migrations = []string{
 	// video or file message, as JSON ('' for text). An outbox item of a
 	// media kind has its file (a copy in the profile's uploads folder,
 	// named by client_message_id): file_name, file_type (the type claimed
-	// at upload) and file_size; upload_url and upload_offset, the tus
-	// upload once created and the bytes the server confirmed; auto_kind,
+	// at upload) and file_size; upload_id and upload_offset, the tus
+	// upload once created (its id, the media id) and the bytes the server
+	// confirmed; auto_kind,
 	// the kind to be decided by the server's type of the content; and
 	// media, the server's Media once the upload is complete.
 	`ALTER TABLE messages ADD COLUMN media TEXT NOT NULL DEFAULT '';
 	ALTER TABLE outbox ADD COLUMN file_name TEXT NOT NULL DEFAULT '';
 	ALTER TABLE outbox ADD COLUMN file_type TEXT NOT NULL DEFAULT '';
 	ALTER TABLE outbox ADD COLUMN file_size INTEGER NOT NULL DEFAULT 0;
-	ALTER TABLE outbox ADD COLUMN upload_url TEXT NOT NULL DEFAULT '';
+	ALTER TABLE outbox ADD COLUMN upload_id TEXT NOT NULL DEFAULT '';
 	ALTER TABLE outbox ADD COLUMN upload_offset INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE outbox ADD COLUMN auto_kind INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE outbox ADD COLUMN media TEXT NOT NULL DEFAULT '';`,
@@ -903,10 +904,11 @@ type outboxFile struct {
 	Name string
 	Type string
 	Size int64
-	// UploadURL is the tus upload once created ("" before); Offset is
-	// what the server confirmed of it, a hint until a HEAD says.
-	UploadURL string
-	Offset    int64
+	// UploadID is the id of the tus upload once created ("" before): the
+	// last segment of its URL, the media id. Offset is what the server
+	// confirmed of it, a hint until a HEAD says.
+	UploadID string
+	Offset   int64
 	// AutoKind says the message's kind is decided by what the server
 	// found in the content; otherwise the sender chose it.
 	AutoKind bool
@@ -920,7 +922,7 @@ type outboxFile struct {
 func (it outboxItem) needsUpload() bool { return it.File != nil && it.File.Media == nil }
 
 const outboxColumns = `pos, client_message_id, conversation_id, kind, text, created_at, state, error,
-	file_name, file_type, file_size, upload_url, upload_offset, auto_kind, media`
+	file_name, file_type, file_size, upload_id, upload_offset, auto_kind, media`
 
 func scanOutbox(r rowScanner) (outboxItem, error) {
 	var (
@@ -930,7 +932,7 @@ func scanOutbox(r rowScanner) (outboxItem, error) {
 		media         string
 	)
 	if err := r.Scan(&it.Pos, &it.ClientMessageID, &it.ConversationID, &kind, &it.Text, &created, &it.State, &it.Error,
-		&f.Name, &f.Type, &f.Size, &f.UploadURL, &f.Offset, &f.AutoKind, &media); err != nil {
+		&f.Name, &f.Type, &f.Size, &f.UploadID, &f.Offset, &f.AutoKind, &media); err != nil {
 		return it, err
 	}
 	it.Kind = parley.MessageKind(kind)
@@ -965,12 +967,11 @@ func (s *store) enqueue(ctx context.Context, it outboxItem) error {
 	return nil
 }
 
-// setUpload records where an item's upload is: its URL and the bytes the
-// server confirmed ("" and 0 start it over). It reports whether the item
-// still exists.
-func (s *store) setUpload(ctx context.Context, cmid, url string, offset int64) (bool, error) {
-	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET upload_url = ?, upload_offset = ? WHERE client_message_id = ?`,
-		url, offset, cmid)
+// setUpload records where an item's upload is: its id and the bytes the
+// server confirmed. It reports whether the item still exists.
+func (s *store) setUpload(ctx context.Context, cmid, id string, offset int64) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE outbox SET upload_id = ?, upload_offset = ? WHERE client_message_id = ?`,
+		id, offset, cmid)
 	if err != nil {
 		return false, fmt.Errorf("update upload of %s: %w", cmid, err)
 	}
@@ -981,7 +982,7 @@ func (s *store) setUpload(ctx context.Context, cmid, url string, offset int64) (
 // resetUpload forgets an item's upload, complete or not, so that its file
 // is uploaded anew.
 func (s *store) resetUpload(ctx context.Context, cmid string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET upload_url = '', upload_offset = 0, media = ''
+	_, err := s.db.ExecContext(ctx, `UPDATE outbox SET upload_id = '', upload_offset = 0, media = ''
 		WHERE client_message_id = ?`, cmid)
 	if err != nil {
 		return fmt.Errorf("reset upload of %s: %w", cmid, err)

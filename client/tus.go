@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path"
 	"strconv"
@@ -25,10 +26,12 @@ import (
 // creation extension (https://tus.io/protocols/resumable-upload):
 //
 //   - POST /api/uploads with Upload-Length and Upload-Metadata (filename
-//     and filetype, base64) creates an upload; its URL is the Location
-//     (whose last segment is the media id), stored in the outbox before
-//     any byte is sent, so that a restarted client continues the same
-//     upload.
+//     and filetype, base64) creates an upload; the last segment of its
+//     Location is its id (the media id), stored in the outbox before any
+//     byte is sent, so that a restarted client continues the same upload.
+//     The upload's URL is /api/uploads/{id} on the server in use, so that
+//     an upload continues through another node of a cluster that keeps
+//     uploads in shared storage.
 //   - PATCH at Upload-Offset, with Content-Type
 //     application/offset+octet-stream, appends a chunk of at most
 //     uploadChunk bytes; the answer's Upload-Offset is what the server
@@ -101,7 +104,7 @@ func (c *Client) upload(ctx context.Context, it outboxItem) error {
 		return parley.Errorf(parley.CodeInvalidArgument, "the copy of %s in the profile changed size", f.Name)
 	}
 
-	target, offset := f.UploadURL, f.Offset
+	id, offset := f.UploadID, f.Offset
 	// known says whether offset is the server's word in this attempt.
 	known := false
 	buf := make([]byte, min(uploadChunk, f.Size))
@@ -110,18 +113,18 @@ func (c *Client) upload(ctx context.Context, it outboxItem) error {
 			return parley.Errorf(parley.CodeUnavailable, "upload of %s: the server's offset keeps changing", f.Name)
 		}
 		switch {
-		case target == "":
-			if target, err = c.tusCreate(ctx, f); err != nil {
+		case id == "":
+			if id, err = c.tusCreate(ctx, f); err != nil {
 				return err
 			}
 			offset, known = 0, true
-			if err := c.saveUpload(ctx, cmid, target, 0); err != nil {
+			if err := c.saveUpload(ctx, cmid, id, 0); err != nil {
 				return err
 			}
 		case !known:
-			off, err := c.tusHead(ctx, target, f.Size)
+			off, err := c.tusHead(ctx, id, f.Size)
 			if errors.Is(err, errUploadGone) {
-				m, done, err := c.uploadedMedia(ctx, target)
+				m, done, err := c.uploadedMedia(ctx, id)
 				if err != nil {
 					return err
 				}
@@ -129,7 +132,7 @@ func (c *Client) upload(ctx context.Context, it outboxItem) error {
 					return c.uploaded(ctx, it, m)
 				}
 				// Expired or lost: from the start, as a new upload.
-				target = ""
+				id = ""
 				if err := c.saveUpload(ctx, cmid, "", 0); err != nil {
 					return err
 				}
@@ -139,7 +142,7 @@ func (c *Client) upload(ctx context.Context, it outboxItem) error {
 				return err
 			}
 			offset, known = off, true
-			if err := c.saveUpload(ctx, cmid, target, offset); err != nil {
+			if err := c.saveUpload(ctx, cmid, id, offset); err != nil {
 				return err
 			}
 		}
@@ -149,7 +152,7 @@ func (c *Client) upload(ctx context.Context, it outboxItem) error {
 			if _, err := file.ReadAt(buf[:n], offset); err != nil {
 				return fmt.Errorf("upload: read the copy of %s: %w", f.Name, err)
 			}
-			next, err := c.tusPatch(ctx, target, offset, buf[:n])
+			next, err := c.tusPatch(ctx, id, offset, buf[:n])
 			if errors.Is(err, errOffsetConflict) || errors.Is(err, errUploadGone) {
 				known = false
 				break
@@ -158,7 +161,7 @@ func (c *Client) upload(ctx context.Context, it outboxItem) error {
 				return err
 			}
 			offset = next
-			if err := c.saveUpload(ctx, cmid, target, offset); err != nil {
+			if err := c.saveUpload(ctx, cmid, id, offset); err != nil {
 				return err
 			}
 			c.uploadProgress(it, offset)
@@ -168,7 +171,7 @@ func (c *Client) upload(ctx context.Context, it outboxItem) error {
 		}
 	}
 	// The last PATCH is answered once the server has processed the file.
-	m, done, err := c.uploadedMedia(ctx, target)
+	m, done, err := c.uploadedMedia(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -193,9 +196,10 @@ func isPermanentUpload(err error) bool {
 	return false
 }
 
-// saveUpload stores where an upload is.
-func (c *Client) saveUpload(ctx context.Context, cmid, target string, offset int64) error {
-	ok, err := c.store.setUpload(context.WithoutCancel(ctx), cmid, target, offset)
+// saveUpload stores where an upload is: its id ("" to start over) and
+// the bytes the server has.
+func (c *Client) saveUpload(ctx context.Context, cmid, id string, offset int64) error {
+	ok, err := c.store.setUpload(context.WithoutCancel(ctx), cmid, id, offset)
 	if err != nil {
 		return err
 	}
@@ -241,12 +245,12 @@ func (c *Client) uploaded(ctx context.Context, it outboxItem, m parley.Media) er
 	return nil
 }
 
-// uploadedMedia returns the Media of the upload at target: done is false
-// when the server has no such media (the upload expired, was deleted, or
-// was never complete and is gone). An upload still being processed is
-// conflict; a refused one is invalid_argument, with the server's reason.
-func (c *Client) uploadedMedia(ctx context.Context, target string) (m parley.Media, done bool, err error) {
-	m, err = c.Media(ctx, path.Base(target))
+// uploadedMedia returns the Media of upload id: done is false when the
+// server has no such media (the upload expired, was deleted, or was never
+// complete and is gone). An upload still being processed is conflict; a
+// refused one is invalid_argument, with the server's reason.
+func (c *Client) uploadedMedia(ctx context.Context, id string) (m parley.Media, done bool, err error) {
+	m, err = c.Media(ctx, id)
 	switch {
 	case err == nil:
 		return m, true, nil
@@ -256,13 +260,20 @@ func (c *Client) uploadedMedia(ctx context.Context, target string) (m parley.Med
 	return parley.Media{}, false, err
 }
 
-// tusCreate creates the upload of a file and returns its URL. The URL is
-// the answer's Location, resolved against the request; one that names
-// another host than the server asked (a proxy that misnames it) is taken
-// as a path on the server asked, so that the token goes nowhere else.
-func (c *Client) tusCreate(ctx context.Context, f outboxFile) (string, error) {
+// uploadURL is the URL of upload id on the server in use ("" for the
+// creation URL).
+func (c *Client) uploadURL(id string) string {
 	u := c.serverURL()
 	u.Path = strings.TrimSuffix(u.Path, "/") + uploadsPath
+	if id != "" {
+		u.Path += "/" + id
+	}
+	return u.String()
+}
+
+// tusCreate creates the upload of a file and returns its id: the last
+// segment of the answer's Location.
+func (c *Client) tusCreate(ctx context.Context, f outboxFile) (string, error) {
 	meta := "filename " + base64.StdEncoding.EncodeToString([]byte(f.Name))
 	if f.Type != "" {
 		meta += ",filetype " + base64.StdEncoding.EncodeToString([]byte(f.Type))
@@ -271,7 +282,7 @@ func (c *Client) tusCreate(ctx context.Context, f outboxFile) (string, error) {
 		"Upload-Length":   {strconv.FormatInt(f.Size, 10)},
 		"Upload-Metadata": {meta},
 	}
-	resp, err := c.tusDo(ctx, http.MethodPost, u.String(), hdr, nil)
+	resp, err := c.tusDo(ctx, http.MethodPost, c.uploadURL(""), hdr, nil)
 	if err != nil {
 		return "", err
 	}
@@ -279,20 +290,21 @@ func (c *Client) tusCreate(ctx context.Context, f outboxFile) (string, error) {
 	if resp.StatusCode != http.StatusCreated {
 		return "", fmt.Errorf("create the upload of %s: %w", f.Name, tusError(resp))
 	}
-	loc, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
-	if _, perr := uuid.Parse(path.Base(loc.Path)); err != nil || perr != nil {
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
 		return "", parley.Errorf(parley.CodeInternal, "create the upload of %s: Location %q", f.Name, resp.Header.Get("Location"))
 	}
-	if loc.Scheme != resp.Request.URL.Scheme || loc.Host != resp.Request.URL.Host {
-		loc.Scheme, loc.Host, loc.User = resp.Request.URL.Scheme, resp.Request.URL.Host, nil
+	id := path.Base(loc.Path)
+	if _, err := uuid.Parse(id); err != nil {
+		return "", parley.Errorf(parley.CodeInternal, "create the upload of %s: Location %q", f.Name, resp.Header.Get("Location"))
 	}
-	return loc.String(), nil
+	return id, nil
 }
 
-// tusHead returns the offset of the upload at target, whose length is
-// size. errUploadGone says the server has no such upload in progress.
-func (c *Client) tusHead(ctx context.Context, target string, size int64) (int64, error) {
-	resp, err := c.tusDo(ctx, http.MethodHead, target, nil, nil)
+// tusHead returns the offset of upload id, whose length is size.
+// errUploadGone says the server has no such upload in progress.
+func (c *Client) tusHead(ctx context.Context, id string, size int64) (int64, error) {
+	resp, err := c.tusDo(ctx, http.MethodHead, c.uploadURL(id), nil, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -315,16 +327,16 @@ func (c *Client) tusHead(ctx context.Context, target string, size int64) (int64,
 	return off, nil
 }
 
-// tusPatch sends chunk at offset and returns the server's new offset.
-// errOffsetConflict and errUploadGone ask for a HEAD.
-func (c *Client) tusPatch(ctx context.Context, target string, offset int64, chunk []byte) (int64, error) {
+// tusPatch sends chunk at offset of upload id and returns the server's new
+// offset. errOffsetConflict and errUploadGone ask for a HEAD.
+func (c *Client) tusPatch(ctx context.Context, id string, offset int64, chunk []byte) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, chunkTimeout)
 	defer cancel()
 	hdr := http.Header{
 		"Upload-Offset": {strconv.FormatInt(offset, 10)},
 		"Content-Type":  {"application/offset+octet-stream"},
 	}
-	resp, err := c.tusDo(ctx, http.MethodPatch, target, hdr, chunk)
+	resp, err := c.tusDo(ctx, http.MethodPatch, c.uploadURL(id), hdr, chunk)
 	if err != nil {
 		return 0, err
 	}
