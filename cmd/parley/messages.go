@@ -251,9 +251,7 @@ func (a *app) sendFile(ctx context.Context, convID, title, path, caption string,
 		return fmt.Errorf("send: %w", err)
 	}
 	fmt.Fprintf(stdout, "sent to %s (seq %d): %s\n", title, m.Seq, tui.MessageText(m))
-	if wait {
-		a.settle(ctx)
-	}
+	a.settle(ctx)
 	return nil
 }
 
