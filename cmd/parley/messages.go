@@ -233,7 +233,8 @@ func (a *app) sendFile(ctx context.Context, convID, title, path, caption string,
 	if wait {
 		m, err = a.c.WaitSent(ctx, cmid)
 		if ctx.Err() != nil {
-			queued = "interrupted"
+			pr.finish()
+			return fmt.Errorf("send: interrupted before the ack: the message stays queued and goes out the next time parley connects with this profile")
 		}
 	} else {
 		m, queued, err = awaitFile(ctx, a.c, cmid)
