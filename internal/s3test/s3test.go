@@ -140,7 +140,7 @@ func get(t testing.TB) *server {
 	if !process.started {
 		process.started = true
 		sweepStale()
-		process.srv, process.err = start(t)
+		process.srv, process.err = start()
 	}
 	if process.err != nil {
 		t.Fatal(process.err)
@@ -154,7 +154,7 @@ const dirPrefix = "parley-s3test-"
 
 // start builds weed if needed, then starts a server on free loopback
 // ports and waits until it stores an object.
-func start(t testing.TB) (*server, error) {
+func start() (*server, error) {
 	bin, err := Binary(func(format string, args ...any) {
 		// A test's log shows only at its end: say it now.
 		fmt.Fprintf(os.Stderr, format+"\n", args...)
