@@ -101,6 +101,28 @@ func TestGolden(t *testing.T) {
 	forever := conv
 	forever.MutedUntil = &parley.MutedForever
 	cursor := "MTc5NTMxMTA2NzI1MC8wMTkzYTVjMi0wMDAwLTcwMDAtODAwMC0wMDAwMDAwMDAwYzE"
+	// Media (docs/protocol.md section 19): a photo with its size and a
+	// thumbnail, its caption in text; a file, whose width, height, duration
+	// and thumbnail are null.
+	width, height := 1600, 1200
+	photoID := "0193a5c2-0000-7000-8000-0000000000b1"
+	thumb := "/media/" + photoID + "/thumbnail?exp=1795311300&sig=Qk1hX2V4YW1wbGVfc2lnbmF0dXJlX29mX3RodW1ibmFpbA"
+	photo := msg
+	photo.ID, photo.Seq, photo.ClientMessageID = "0193a5c2-0000-7000-8000-000000000002", 43, "c-2"
+	photo.Kind, photo.Text = parley.KindImage, "the beach"
+	photo.Media = &parley.Media{
+		ID: photoID, MIMEType: "image/jpeg", Size: 48213, Name: "holiday.jpg", Width: &width, Height: &height,
+		URL:          "/media/" + photoID + "?exp=1795311300&sig=M25fZXhhbXBsZV9zaWduYXR1cmVfb2ZfdGhlX3Bob3Rv",
+		ThumbnailURL: &thumb,
+	}
+	fileID := "0193a5c2-0000-7000-8000-0000000000b2"
+	file := msg
+	file.ID, file.Seq, file.ClientMessageID = "0193a5c2-0000-7000-8000-000000000003", 44, "c-3"
+	file.Kind, file.Text = parley.KindFile, ""
+	file.Media = &parley.Media{
+		ID: fileID, MIMEType: "application/pdf", Size: 301544, Name: "report.pdf",
+		URL: "/media/" + fileID + "?exp=1795311300&sig=ZmlsZV9leGFtcGxlX3NpZ25hdHVyZV9vZl90aGVfcGRm",
+	}
 	frames := []struct {
 		name    string
 		typ, id string
@@ -123,6 +145,8 @@ func TestGolden(t *testing.T) {
 		{"hello_device", TypeHello, "", Hello{UserID: msg.SenderID, SessionID: "0193a5c2-0000-7000-8000-0000000000f1", DeviceID: "0193a5c2-0000-7000-8000-0000000000d1", ServerTime: at, HeartbeatS: 25}},
 		{"conversation_updated_muted", TypeConversationUpdated, "", ConversationUpdated{Conversation: direct}},
 		{"sync_result_muted", TypeSyncResult, "s3", SyncResult{Conversations: []SyncConversation{{Conversation: forever, Messages: []parley.Message{msg}}}, Next: &cursor}},
+		{"message_new_media", TypeMessageNew, "", MessageNew{Message: &photo}},
+		{"message_ack_media", TypeMessageAck, "m3", MessageAck{ClientMessageID: "c-3", Message: file}},
 	}
 	for _, f := range frames {
 		t.Run(f.name, func(t *testing.T) {
