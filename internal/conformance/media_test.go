@@ -479,8 +479,14 @@ func TestMediaVideo(t *testing.T) {
 	if r := n.raw(t, "GET", m["thumbnail_url"].(string), "", nil, nil); r.status != http.StatusOK || r.header.Get("Content-Type") != "image/jpeg" {
 		t.Errorf("poster: %d %s", r.status, r.header.Get("Content-Type"))
 	}
+	// Members get a copy without the container's metadata (where it was
+	// filmed), the same size on the wire as the Media says.
+	whole := n.raw(t, "GET", m["url"].(string), "", nil, nil)
+	if whole.status != http.StatusOK || int64(len(whole.body)) != wantInt(t, "video", m, "size") {
+		t.Fatalf("video download: %d, %d bytes", whole.status, len(whole.body))
+	}
 	v := n.raw(t, "GET", m["url"].(string), "", map[string]string{"Range": "bytes=0-99"}, nil)
-	if v.status != http.StatusPartialContent || !bytes.Equal(v.body, data[:100]) || !strings.HasPrefix(v.header.Get("Content-Disposition"), "inline") {
+	if v.status != http.StatusPartialContent || !bytes.Equal(v.body, whole.body[:100]) || !strings.HasPrefix(v.header.Get("Content-Disposition"), "inline") {
 		t.Errorf("video range: %d %v", v.status, v.header)
 	}
 	sent := n.do(t, "POST", "/api/conversations/"+conv+"/messages", alice.access,

@@ -151,8 +151,8 @@ type Output struct {
 
 // Outputs says what Process wrote.
 type Outputs struct {
-	// Clean is the copy of an image without metadata, to be served instead
-	// of the original. Only images have one; its MIMEType is the
+	// Clean is the copy of an image, or (with ffmpeg) of a video, without
+	// metadata, to be served instead of the original; its MIMEType is the
 	// original's.
 	Clean Output
 	// Thumbnail is the thumbnail of an image or the poster frame of a
@@ -260,7 +260,7 @@ func (p *Processor) Process(ctx context.Context, path string, cleanOut, thumbOut
 			return info, outs, err
 		}
 	case Video:
-		if err := p.processVideo(ctx, path, &info, &outs, thumbOut); err != nil {
+		if err := p.processVideo(ctx, path, &info, &outs, cleanOut, thumbOut); err != nil {
 			return info, outs, err
 		}
 	}

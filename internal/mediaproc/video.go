@@ -9,6 +9,7 @@ import (
 	"image/jpeg"
 	"io"
 	"math"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -30,7 +31,7 @@ const posterAt = "0.5"
 // processVideo probes the video at path for its duration and size, and
 // writes a poster to thumbOut. Failures of ffprobe and ffmpeg leave the
 // video without them; only ctx ending is an error.
-func (p *Processor) processVideo(ctx context.Context, path string, info *Info, outs *Outputs, thumbOut io.Writer) error {
+func (p *Processor) processVideo(ctx context.Context, path string, info *Info, outs *Outputs, cleanOut, thumbOut io.Writer) error {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return fmt.Errorf("mediaproc: %w", err)
@@ -54,6 +55,11 @@ func (p *Processor) processVideo(ctx context.Context, path string, info *Info, o
 		}
 		if err == nil {
 			parseProbe(out, info)
+		}
+	}
+	if p.ffmpeg != "" && cleanOut != nil {
+		if err := p.stripVideo(ctx, demuxer, input, info, outs, cleanOut); err != nil {
+			return err
 		}
 	}
 	if p.ffmpeg == "" || thumbOut == nil {
@@ -96,6 +102,55 @@ func (p *Processor) poster(ctx context.Context, demuxer, input, at string) ([]by
 		"-vf", "scale='min("+box+",iw)':'min("+box+",ih)':force_original_aspect_ratio=decrease",
 		"-f", "image2pipe", "-c:v", "mjpeg", "-q:v", "4", "pipe:1")
 	return p.run(ctx, p.ffmpeg, maxPosterOutput, args...)
+}
+
+// muxers are the ffmpeg output formats of the videos stripVideo cleans.
+var muxers = map[string]string{"video/mp4": "mp4", "video/quicktime": "mov", "video/webm": "webm"}
+
+// stripVideo writes to cleanOut a copy of the video without its container
+// metadata (where a phone says it was filmed: QuickTime's location keys,
+// MP4's ©xyz), and with only its video and audio streams (an iPhone's
+// timed-metadata track carries the location too): a remux, the picture and
+// sound copied bit for bit, streams' own tags (rotation) kept. A failure of
+// ffmpeg leaves no clean copy, and the video is served as uploaded; only
+// ctx ending is an error.
+func (p *Processor) stripVideo(ctx context.Context, demuxer, input string, info *Info, outs *Outputs, cleanOut io.Writer) error {
+	mime := info.MIMEType
+	muxer, ok := muxers[mime]
+	if !ok {
+		return nil
+	}
+	tmp, err := os.CreateTemp("", "parley-video-*."+muxer)
+	if err != nil {
+		return nil
+	}
+	name := tmp.Name()
+	tmp.Close()
+	defer os.Remove(name)
+	args := []string{"-nostdin", "-v", "error", "-protocol_whitelist", "file", "-f", demuxer, "-i", input,
+		"-map", "0:v", "-map", "0:a?", "-map_metadata", "-1", "-map_chapters", "-1", "-c", "copy"}
+	if muxer != "webm" {
+		args = append(args, "-movflags", "+faststart")
+	}
+	args = append(args, "-f", muxer, "-y", "file:"+name)
+	if _, err := p.run(ctx, p.ffmpeg, maxProbeOutput, args...); err != nil {
+		return ctx.Err()
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return nil
+	}
+	return writeOutput(cleanOut, &outs.Clean, mime, info.Width, info.Height, func(w io.Writer) error {
+		if _, err := io.Copy(w, f); err != nil {
+			return fmt.Errorf("mediaproc: write the stripped video: %w", err)
+		}
+		return nil
+	})
 }
 
 // errTooMuchOutput is returned by run when a program prints more than it

@@ -78,8 +78,15 @@ func TestVideo(t *testing.T) {
 			if d := r.info.DurationMS - tt.durationMS; d < -tt.durationSlop || d > tt.durationSlop {
 				t.Errorf("duration %d ms, want %d", r.info.DurationMS, tt.durationMS)
 			}
-			if r.outs.Clean.Written || len(r.clean) != 0 {
-				t.Error("a clean copy of a video was written")
+			c := r.outs.Clean
+			if !c.Written || c.MIMEType != tt.mime || c.Size != int64(len(r.clean)) || c.Size == 0 {
+				t.Fatalf("stripped copy %+v (%d bytes)", c, len(r.clean))
+			}
+			// The stripped copy is the same video: size, turn and length.
+			again := process(t, p, "stripped", r.clean)
+			if again.info.MIMEType != tt.mime || again.info.Width != tt.w || again.info.Height != tt.h ||
+				again.info.DurationMS-tt.durationMS < -tt.durationSlop || again.info.DurationMS-tt.durationMS > tt.durationSlop {
+				t.Errorf("stripped copy %+v, want the original's type, %d×%d and length", again.info, tt.w, tt.h)
 			}
 			th := r.outs.Thumbnail
 			if !th.Written || th.MIMEType != "image/jpeg" || th.Size != int64(len(r.thumb)) {
@@ -91,6 +98,32 @@ func TestVideo(t *testing.T) {
 			}
 			if b := img.Bounds(); b.Dx() != tt.posterW || b.Dy() != tt.posterH || th.Width != tt.posterW || th.Height != tt.posterH {
 				t.Errorf("poster %v (output %d×%d), want %d×%d", b, th.Width, th.Height, tt.posterW, tt.posterH)
+			}
+		})
+	}
+}
+
+// TestVideoLocationStripped: a phone's video says where it was filmed in
+// its container's metadata; the copy members download does not.
+func TestVideoLocationStripped(t *testing.T) {
+	for _, ext := range []string{"mp4", "mov"} {
+		t.Run(ext, func(t *testing.T) {
+			path := makeVideo(t, "clip."+ext, "-f", "lavfi", "-i", testsrc, "-pix_fmt", "yuv420p",
+				"-metadata", "location=+37.7749-122.4194/", "-metadata", "comment=filmed at home",
+				"-movflags", "use_metadata_tags", "-f", map[string]string{"mp4": "mp4", "mov": "mov"}[ext])
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Contains(data, []byte("37.7749")) || !bytes.Contains(data, []byte("filmed at home")) {
+				t.Fatal("the test video carries no location")
+			}
+			r := process(t, New(Options{}), "upload", data)
+			if r.err != nil || !r.outs.Clean.Written {
+				t.Fatalf("%v, outputs %+v", r.err, r.outs)
+			}
+			if bytes.Contains(r.clean, []byte("37.7749")) || bytes.Contains(r.clean, []byte("filmed at home")) {
+				t.Error("the stripped copy still says where it was filmed")
 			}
 		})
 	}
