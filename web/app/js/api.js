@@ -92,6 +92,8 @@ export class Api {
   unmute(id) {
     return this.call('DELETE', `/api/conversations/${encodeURIComponent(id)}/mute`);
   }
+  /** media: a Media with fresh signed URLs (docs/protocol.md, 19). */
+  media(id) { return this.call('GET', `/api/media/${encodeURIComponent(id)}`); }
   /** history: {before, after, limit} as in the contract. */
   history(id, { before, after, limit = 50 } = {}) {
     const q = new URLSearchParams({ limit: String(limit) });

@@ -8,6 +8,13 @@
 // a reload), dedupe by message id, gap detection by seq, sync after every
 // hello; and section 14 for receipts (delivered on receive, read when seen).
 //
+// Photos, videos and files (section 19) go through the same outbox: the
+// entry holds the file (IndexedDB keeps Blobs) until its upload, with tus,
+// is complete; then it carries the media_id and is sent like a text, with
+// the same client_message_id on every try. One tab uploads an entry at a
+// time (a Web Lock per entry); another tab takes over when that one goes,
+// and a reload resumes the upload where the server has it.
+//
 // Delivered receipts are this tab's own: the server holds a device's push
 // back while the device has a foreground connection, and sends it anyway
 // if that device does not confirm the message with a `delivered` receipt
@@ -22,6 +29,7 @@ import * as outbox from './outbox.js';
 import { ApiError, Emitter, uuid, utf8Length } from './util.js';
 import { Unauthenticated } from './session.js';
 import { WebPush } from './push.js';
+import { isMediaKind, kindOf, mediaIdOf as mediaIdOfUrl, tusUpload } from './media.js';
 
 const PAGE = 50;
 const TYPING_SHOW_MS = 6000; // a `started` keeps the indicator this long
@@ -39,6 +47,8 @@ const DELIVERED_RECENT_MS = 60_000;
 const RECV_GAP_MAX = 1000;
 // setTimeout's longest delay (about 24.8 days).
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const PROGRESS_MS = 100; // redraw an upload's progress at most this often
+const UPLOAD_RETRY_MAX_MS = 30_000; // a stalled upload tries again at least this often
 // muted_until of a conversation muted for ever.
 export const MUTED_FOREVER = '9999-12-31T23:59:59.999Z';
 
@@ -92,6 +102,14 @@ export class Chat extends Emitter {
     this.myTyping = { convId: null, last: 0, idle: 0 };
     this.offs = [];
     this.changeQueued = false;
+    // Uploads this tab runs or waits to take over: cmid -> {state
+    // (waiting | uploading | processing | paused), sent, total, error,
+    // task (the tus handle), ctl (aborts the wait for the lock), wake}.
+    this.uploads = new Map();
+    this.blobs = new Map(); // cmid -> File, for entries IndexedDB could not hold with it
+    this.mediaFetches = new Map(); // media id -> pending GET /api/media/{id}
+    this.progressTimer = 0;
+    this.stopped = false;
   }
 
   // ---- lifecycle ----
@@ -113,6 +131,9 @@ export class Chat extends Emitter {
       this.conn.on('signedout', (e) => this.emit('signedout', e)),
       outbox.onChange(() => this.#reloadOutbox()),
     );
+    const online = () => this.#wakeUploads();
+    window.addEventListener('online', online);
+    this.offs.push(() => window.removeEventListener('online', online));
     this.listReady = this.#loadList();
     await this.#reloadOutbox();
     this.conn.start();
@@ -120,6 +141,10 @@ export class Chat extends Emitter {
   }
 
   stop() {
+    this.stopped = true;
+    for (const u of this.uploads.values()) this.#abortUpload(u, false);
+    this.uploads.clear();
+    clearTimeout(this.progressTimer);
     for (const off of this.offs.splice(0)) off();
     this.conn.stop();
     this.push.stop();
@@ -137,6 +162,8 @@ export class Chat extends Emitter {
    */
   async signOut() {
     const s = this.session.load();
+    // Uploads in progress end on the server too, while the token works.
+    await Promise.all([...this.uploads.values()].map((u) => u.task?.abort(true)));
     this.stop();
     await this.push.disable();
     await outbox.clear(this.me.id).catch(() => {});
@@ -493,6 +520,7 @@ export class Chat extends Emitter {
     if (epoch !== this.epoch || this.conn.state !== 'online') return;
     this.#joinRooms();
     this.#flushOutbox();
+    this.#wakeUploads();
     this.#deliverAll();
     if (this.openId) this.#fill(this.openId);
     this.changed();
@@ -811,7 +839,294 @@ export class Chat extends Emitter {
     } catch {
       return;
     }
-    this.pending = list.filter((e) => !this.settled.has(e.client_message_id));
+    if (this.stopped) return;
+    const ids = new Set(list.map((e) => e.client_message_id));
+    // Entries this tab is still storing (or could not store) are not in
+    // the list.
+    const storing = this.pending.filter((e) => !ids.has(e.client_message_id) && this.uploads.has(e.client_message_id)
+      && this.uploads.get(e.client_message_id).stored !== true);
+    this.pending = list.filter((e) => !this.settled.has(e.client_message_id)).concat(storing);
+    // An upload whose entry is gone was cancelled (maybe in another tab).
+    for (const [cmid, u] of this.uploads) {
+      if (u.stored === true && !ids.has(cmid) && !(await outbox.get(cmid).catch(() => true))) {
+        this.#abortUpload(u, true);
+        this.uploads.delete(cmid);
+      }
+    }
+    // A file not uploaded yet: this tab uploads it unless another does.
+    for (const e of this.pending) if (this.#needsUpload(e)) this.#upload(e);
+    this.changed();
+  }
+
+  /** blobOf: the file of a pending media entry, while this tab has it. */
+  blobOf(e) {
+    return this.blobs.get(e.client_message_id) || e.blob || null;
+  }
+
+  /** uploadOf: this tab's upload of a pending entry, or null. */
+  uploadOf(cmid) {
+    return this.uploads.get(cmid) || null;
+  }
+
+  /**
+   * sendMedia queues a photo, video or file with an optional caption: it
+   * shows as pending (with the upload's progress) at once, is uploaded,
+   * and is sent when the upload is complete.
+   */
+  async sendMedia(cid, file, caption = '') {
+    if (!this.conversations.has(cid)) return;
+    if (utf8Length(caption) > MAX_TEXT_BYTES) throw new ApiError('payload_too_large', 'That caption is too long (16 KB at most).');
+    const e = {
+      client_message_id: uuid(),
+      owner: this.me.id,
+      conversation_id: cid,
+      kind: kindOf(file.type), // a guess: the server's type decides once uploaded
+      text: caption,
+      file: { name: file.name || 'file', size: file.size, type: file.type || '' },
+      created_at: Date.now(),
+    };
+    this.blobs.set(e.client_message_id, file);
+    this.pending.push(e);
+    this.stopTyping(cid);
+    // The lock first: another tab sees the entry and must not take it.
+    // first() stores it and says whether it could.
+    this.#upload(e, async () => {
+      try {
+        await outbox.put({ ...e, blob: file });
+        return true;
+      } catch {
+        // Too large for the storage left: without the file (a reload
+        // cannot resume it then), else only in this tab.
+        return outbox.put(e).then(() => true, () => false);
+      }
+    });
+    this.changed();
+  }
+
+  /** cancelUpload stops an upload and drops its message. */
+  async cancelUpload(cmid) {
+    const u = this.uploads.get(cmid);
+    if (u) {
+      this.uploads.delete(cmid);
+      this.#abortUpload(u, true);
+    }
+    this.blobs.delete(cmid);
+    await this.discard(cmid);
+  }
+
+  /** retryUpload: try a paused upload again now. */
+  retryUpload(cmid) {
+    this.uploads.get(cmid)?.wake?.();
+  }
+
+  #needsUpload(e) {
+    return isMediaKind(e.kind) && !e.media_id && !e.error && !this.settled.has(e.client_message_id);
+  }
+
+  #abortUpload(u, terminate) {
+    u.cancelled = true;
+    u.ctl.abort();
+    u.task?.abort(terminate);
+    u.wake?.();
+  }
+
+  /** wakeUploads: the network is back, paused uploads try again now. */
+  #wakeUploads() {
+    for (const u of this.uploads.values()) if (u.state === 'paused') u.wake?.();
+  }
+
+  #progress() {
+    if (this.progressTimer) return;
+    this.progressTimer = setTimeout(() => {
+      this.progressTimer = 0;
+      this.changed();
+    }, PROGRESS_MS);
+  }
+
+  /**
+   * upload runs the entry's upload in this tab once it holds the entry's
+   * lock: at once for a new entry (first runs first, which stores it),
+   * or when the tab that had it goes away.
+   */
+  #upload(e, first) {
+    const cmid = e.client_message_id;
+    if (this.uploads.has(cmid) || this.stopped) return;
+    // stored: the entry is in the outbox (true), not yet (undefined), or
+    // could not be (false: this tab alone has it).
+    const u = {
+      state: 'waiting', sent: 0, total: e.file?.size || 0, error: null, task: null,
+      ctl: new AbortController(), wake: null, cancelled: false, stored: first ? undefined : true, saving: null,
+    };
+    this.uploads.set(cmid, u);
+    const job = async () => {
+      if (first) u.stored = await first();
+      // Read it again: the tab that had it may have finished it.
+      const cur = first ? e : await outbox.get(cmid).catch(() => null);
+      if (u.cancelled || this.stopped || !cur || !this.#needsUpload(cur)) return;
+      await this.#runUpload(cur, u);
+    };
+    const lock = navigator.locks?.request
+      ? navigator.locks.request(`parley.upload.${cmid}`, { signal: u.ctl.signal }, job)
+      : job();
+    lock.catch(() => {}).finally(() => {
+      if (this.uploads.get(cmid) === u) this.uploads.delete(cmid);
+      this.changed();
+    });
+  }
+
+  /**
+   * runUpload uploads until the server has the file, the user cancels or
+   * the server refuses it. After a break it asks the server first: an
+   * upload it has is resumed from its offset, a complete one is done.
+   */
+  async #runUpload(e, u) {
+    const cmid = e.client_message_id;
+    const file = this.blobs.get(cmid) || e.blob;
+    if (!file) {
+      await this.#uploadFailed(e, 'The file is no longer here: attach it again.');
+      return;
+    }
+    let url = e.upload_url || null;
+    for (let attempt = 0; !u.cancelled && !this.stopped; attempt++) {
+      try {
+        let id = null;
+        if (url) {
+          try {
+            const m = await this.api.media(mediaIdOfUrl(url));
+            await this.#uploaded(e, u, m);
+            return;
+          } catch (err) {
+            if (err.code === 'not_found') url = null; // gone: start again
+            else if (err.status !== 409) throw err; // 409: in progress, resume it
+          }
+        }
+        u.state = 'uploading';
+        u.error = null;
+        this.changed();
+        u.task = tusUpload(this.session, file, {
+          name: e.file?.name,
+          type: e.file?.type,
+          uploadUrl: url,
+          onUrl: (created) => {
+            url = created;
+            if (e.upload_url !== created) {
+              e.upload_url = created;
+              u.saving = this.#persist(e);
+            }
+          },
+          onProgress: (sent, total) => {
+            u.sent = sent;
+            u.total = total;
+            if (sent >= total) u.state = 'processing';
+            this.#progress();
+          },
+        });
+        id = await u.task.done;
+        u.task = null;
+        u.state = 'processing';
+        this.changed();
+        url = url || `/api/uploads/${id}`;
+        await this.#uploaded(e, u, await this.api.media(id));
+        return;
+      } catch (err) {
+        u.task = null;
+        if (u.cancelled || this.stopped || err.code === 'cancelled') return;
+        if (err instanceof Unauthenticated || err.code === 'unauthenticated') {
+          this.emit('signedout', err);
+          return;
+        }
+        if (err.permanent || (err instanceof ApiError && PERMANENT.has(err.code) && err.code !== 'not_found')) {
+          await this.#uploadFailed(e, err.message || err.code);
+          return;
+        }
+        // The upload is gone on the server (expired, or complete while
+        // the answer was lost): ask about it at once.
+        if (err.status === 404 && url && attempt < 3) continue;
+        // Offline, the server away: paused until the network or the
+        // server is back, or a while has passed.
+        u.state = 'paused';
+        u.error = err.message || 'the server cannot be reached';
+        this.changed();
+        await new Promise((resolve) => {
+          const t = setTimeout(resolve, Math.min(UPLOAD_RETRY_MAX_MS, 2000 * 2 ** Math.min(attempt, 8)));
+          u.wake = () => {
+            clearTimeout(t);
+            u.wake = null;
+            resolve();
+          };
+        });
+      }
+    }
+  }
+
+  /** uploaded: the server has the file; the entry is sent now. */
+  async #uploaded(e, u, media) {
+    const cmid = e.client_message_id;
+    // The upload's URL is written first, so that it cannot land after this.
+    await u.saving;
+    // Cancelled meanwhile (maybe in another tab): nothing to send.
+    if (u.cancelled || (u.stored && !(await outbox.get(cmid).catch(() => e)))) return;
+    const done = { ...e, media_id: media.id, media, kind: kindOf(media.mime_type) };
+    delete done.blob;
+    delete done.upload_url;
+    this.blobs.delete(cmid);
+    this.pending = this.pending.map((x) => (x.client_message_id === cmid ? done : x));
+    this.uploads.delete(cmid);
+    try {
+      await outbox.put(done);
+    } catch {
+      // Not durable: still send it now.
+    }
+    this.changed();
+    this.#trySend(done);
+  }
+
+  async #uploadFailed(e, message) {
+    const cmid = e.client_message_id;
+    this.blobs.delete(cmid);
+    const failed = { ...e, error: message };
+    delete failed.blob;
+    this.pending = this.pending.map((x) => (x.client_message_id === cmid ? failed : x));
+    await outbox.put(failed).catch(() => {});
+    this.changed();
+  }
+
+  /** persist stores an entry's progress (upload_url), keeping its file. */
+  async #persist(e) {
+    try {
+      const cur = await outbox.get(e.client_message_id);
+      if (cur) await outbox.put({ ...cur, upload_url: e.upload_url });
+    } catch {
+      // Not durable: a reload starts this upload again.
+    }
+  }
+
+  /**
+   * refreshMedia fetches fresh signed URLs of a media (they expire) and
+   * puts them into every message that shows it. One request per media at
+   * a time; resolves with the Media, or null.
+   */
+  refreshMedia(id) {
+    if (!id) return Promise.resolve(null);
+    let p = this.mediaFetches.get(id);
+    if (!p) {
+      p = this.api.media(id).then((m) => {
+        this.#replaceMedia(m);
+        return m;
+      }, () => null).finally(() => setTimeout(() => this.mediaFetches.delete(id), 5000));
+      this.mediaFetches.set(id, p);
+    }
+    return p;
+  }
+
+  #replaceMedia(m) {
+    if (!m?.id) return;
+    const put = (msg) => {
+      if (msg?.media?.id === m.id) msg.media = m;
+    };
+    for (const L of this.loaded.values()) for (const msg of L.bySeq.values()) put(msg);
+    for (const c of this.conversations.values()) put(c.last_message);
+    for (const e of this.pending) put(e);
     this.changed();
   }
 
@@ -845,14 +1160,18 @@ export class Chat extends Emitter {
   async #trySend(e) {
     const id = e.client_message_id;
     if (this.conn.state !== 'online' || this.inflight.has(id) || this.settled.has(id) || e.error) return;
+    // A photo, video or file goes once its upload is complete.
+    if (isMediaKind(e.kind) && !e.media_id) return;
     this.inflight.add(id);
     try {
-      const f = await this.conn.request('message.send', {
+      const payload = {
         conversation_id: e.conversation_id,
         client_message_id: id,
         kind: e.kind,
         text: e.text,
-      });
+      };
+      if (e.media_id) payload.media_id = e.media_id;
+      const f = await this.conn.request('message.send', payload);
       this.inflight.delete(id);
       this.#settle(id, f.payload?.message);
     } catch (err) {
@@ -884,6 +1203,7 @@ export class Chat extends Emitter {
   /** discard drops a message the server refused. */
   async discard(clientMessageId) {
     this.settled.add(clientMessageId);
+    this.blobs.delete(clientMessageId);
     this.pending = this.pending.filter((e) => e.client_message_id !== clientMessageId);
     await outbox.remove(clientMessageId).catch(() => {});
     this.changed();

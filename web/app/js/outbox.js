@@ -5,6 +5,11 @@
 //
 // Entry: {client_message_id, owner, conversation_id, kind, text,
 //         created_at (ms, local), error?}
+// and for a photo, video or file (kind image, video or file):
+//         {file: {name, size, type}, blob (the File, until it is uploaded),
+//          upload_url (the tus upload, once created), media_id and media
+//          (the Media, once uploaded)}
+// A media message is sent only once it has its media_id.
 //
 // Tabs of the same origin share the database; a BroadcastChannel tells the
 // other tabs to re-read it.
@@ -77,6 +82,17 @@ export async function remove(clientMessageId) {
   if (!db) memory.delete(clientMessageId);
   else await tx(db, 'readwrite', (s) => s.delete(clientMessageId));
   announce();
+}
+
+/** get returns one entry, or undefined. */
+export async function get(clientMessageId) {
+  const db = await openDB();
+  if (!db) return memory.get(clientMessageId);
+  return new Promise((resolve, reject) => {
+    const req = db.transaction(STORE, 'readonly').objectStore(STORE).get(clientMessageId);
+    req.onsuccess = () => resolve(req.result);
+    req.onerror = () => reject(req.error);
+  });
 }
 
 /** list returns the owner's entries, oldest first. */
