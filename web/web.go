@@ -33,7 +33,11 @@ var files embed.FS
 // policy, TrustedTypesPolicy, whose only use is the service worker's URL
 // (navigator.serviceWorker.register takes a TrustedScriptURL); no policy
 // makes TrustedHTML, so no string can reach an HTML sink.
-const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+//
+// img-src admits blob: for the app's own previews of the photos a user is
+// about to send (URL.createObjectURL of the picked file); photos, videos
+// and files of messages come from the same origin (/media/..., signed).
+const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " +
 	"font-src 'self'; connect-src 'self'; manifest-src 'self'; worker-src 'self'; " +
 	"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; " +
 	"require-trusted-types-for 'script'; trusted-types " + TrustedTypesPolicy

@@ -75,7 +75,7 @@ func TestHandlerHeaders(t *testing.T) {
 	}
 	for _, d := range []string{
 		"default-src 'self'", "script-src 'self'", "style-src 'self'", "connect-src 'self'",
-		"img-src 'self' data:", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'",
+		"img-src 'self' data: blob:", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'",
 	} {
 		if !strings.Contains(CSP, d+";") && !strings.HasSuffix(CSP, d) {
 			t.Errorf("CSP lacks %q", d)

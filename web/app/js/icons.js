@@ -16,6 +16,12 @@ const PATHS = {
   checks: ['M18 7l-1.41-1.41-6.34 6.34 1.41 1.41zm4.24-1.41L11.66 16.17 7.48 12l-1.41 1.41L11.66 19l12-12zM.41 13.41 6 19l1.41-1.41L1.83 12z'],
   close: ['M19 6.41 17.59 5 12 10.59 6.41 5 5 6.41 10.59 12 5 17.59 6.41 19 12 13.41 17.59 19 19 17.59 13.41 12z'],
   plus: ['M19 13h-6v6h-2v-6H5v-2h6V5h2v6h6z'],
+  // A paper clip: one bent wire.
+  attach: ['M16.5 6v11.5a4 4 0 0 1-8 0V5a2.5 2.5 0 0 1 5 0v10.5a1 1 0 0 1-2 0V6H10v9.5a2.5 2.5 0 0 0 5 0V5a4 4 0 0 0-8 0v12.5a5.5 5.5 0 0 0 11 0V6z'],
+  // A page with a folded corner.
+  file: ['M14 2H6a2 2 0 0 0-2 2v16a2 2 0 0 0 2 2h12a2 2 0 0 0 2-2V8zm-1 7V3.5L18.5 9z'],
+  // An arrow down onto a line.
+  download: ['M5 20h14v-2H5zM19 9h-4V3H9v6H5l7 7z'],
   // The bell with a diagonal cut through it (even-odd fill: where the bar
   // crosses the bell is a gap).
   bellOff: ['M12 22a2 2 0 0 0 2-2h-4a2 2 0 0 0 2 2zm6-6V11c0-3.07-1.64-5.64-4.5-6.32V4a1.5 1.5 0 0 0-3 0v.68C7.63 5.36 6 7.92 6 11v5l-2 2v1h16v-1zM2.6 4 4 2.6 21.4 20 20 21.4z'],

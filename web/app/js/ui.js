@@ -5,16 +5,33 @@
 // data-testid attributes are a stable interface for tests (see the issue
 // and README): username, password, login, register, conversation, unread,
 // muted, search-user, start-chat, composer, send, message, typing,
-// connection, mute.
+// connection, mute; for media attach, attach-input, attachment,
+// upload-progress, upload-cancel, media-thumbnail, media-video,
+// media-file, media-viewer.
 
 import { h, setAttr, setText, dayKey, dayLabel, timeOf, listTime, lastSeen, initials, hue } from './util.js';
 import { icon } from './icons.js';
 import { showNotification } from './push.js';
+import { describe, expired, fit, humanSize, isMediaKind, kindOf } from './media.js';
 
 const CONN_TEXT = { online: 'Online', connecting: 'Connecting…', offline: 'Offline' };
 const STATUS_TEXT = { pending: 'Sending', sent: 'Sent', delivered: 'Delivered', read: 'Read' };
-const KIND_TEXT = { image: 'Photo', video: 'Video', file: 'File' };
 const STATUS_ICON = { pending: 'clock', sent: 'check', delivered: 'checks', read: 'checks' };
+const MAX_STAGED = 10; // files attached to one send
+const THUMB_PX = 300; // the longest side of a photo or video in the chat
+const UPLOAD_TEXT = { waiting: 'Uploading…', processing: 'Processing…' };
+
+/** filesOf: the files a drag or a paste carries. */
+function filesOf(dt) {
+  if (!dt) return [];
+  const files = [...(dt.files || [])];
+  if (files.length) return files;
+  return [...(dt.items || [])].filter((i) => i.kind === 'file').map((i) => i.getAsFile()).filter(Boolean);
+}
+
+function dragsFiles(e) {
+  return !!e.dataTransfer && [...(e.dataTransfer.types || [])].includes('Files');
+}
 
 function brand() {
   return h('span', { class: 'brand' }, h('img', { src: '/icon.svg', alt: '', width: 28, height: 28 }), h('span', { text: 'Parley' }));
@@ -120,6 +137,11 @@ export class AppView {
     this.listItems = new Map();
     this.msgItems = new Map();
     this.parts = new WeakMap();
+    this.staged = new Map(); // cid -> Files attached in the composer, not sent yet
+    this.trayUrls = [];
+    this.previews = new Map(); // cmid -> object URL of a photo being uploaded
+    this.refreshedUrls = new Set(); // media URLs that came from a refresh
+    this.mediaBroken = new Set(); // media ids whose fresh URLs failed too
     this.openCid = undefined;
     this.forceBottom = false;
     this.offs = [];
@@ -139,6 +161,15 @@ export class AppView {
     listen(document, 'visibilitychange', () => this.#checkRead());
     listen(window, 'focus', () => this.#checkRead());
     listen(window, 'resize', () => this.#checkRead());
+    // Paste a photo or a file into the open chat.
+    listen(document, 'paste', (e) => this.#onPaste(e));
+    // A file dropped anywhere else must not replace the app with itself.
+    listen(window, 'dragover', (e) => {
+      if (!dragsFiles(e)) return;
+      e.preventDefault();
+      if (!this.pane.contains(e.target) || !this.composer) e.dataTransfer.dropEffect = 'none';
+    });
+    listen(window, 'drop', (e) => { if (dragsFiles(e)) e.preventDefault(); });
     this.#route();
     this.render();
   }
@@ -148,6 +179,9 @@ export class AppView {
     clearTimeout(this.toastTimer);
     clearTimeout(this.searchTimer);
     for (const d of document.querySelectorAll('dialog')) d.remove();
+    for (const u of this.trayUrls) URL.revokeObjectURL(u);
+    for (const u of this.previews.values()) URL.revokeObjectURL(u);
+    this.previews.clear();
   }
 
   #route() {
@@ -219,6 +253,22 @@ export class AppView {
       this.listEmpty,
     );
     this.pane = h('section', { class: 'chat', 'aria-label': 'Chat' });
+    // Drop files onto the chat to attach them.
+    this.pane.addEventListener('dragover', (e) => {
+      if (!this.composer || !dragsFiles(e)) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = 'copy';
+      this.pane.classList.add('dropping');
+    });
+    this.pane.addEventListener('dragleave', (e) => {
+      if (!e.relatedTarget || !this.pane.contains(e.relatedTarget)) this.pane.classList.remove('dropping');
+    });
+    this.pane.addEventListener('drop', (e) => {
+      this.pane.classList.remove('dropping');
+      if (!this.composer || !dragsFiles(e)) return;
+      e.preventDefault();
+      this.#stage(this.openCid, filesOf(e.dataTransfer));
+    });
     this.main = h('div', { class: 'main', 'data-view': 'list' }, this.sidebar, this.pane);
     this.toastEl = h('div', { class: 'toast', role: 'status', hidden: true });
     this.root.replaceChildren(h('div', { class: 'shell' }, topbar, this.main, this.toastEl));
@@ -334,12 +384,12 @@ export class AppView {
       text = c.type === 'group' ? `${chat.nameOf(typists[0])} is typing…` : 'typing…';
       cls += ' is-typing';
     } else if (pending.length) {
-      text = `You: ${pending[pending.length - 1].text}`;
+      text = `You: ${describe(pending[pending.length - 1])}`;
       cls += ' is-pending';
     } else if (c.last_message) {
       const m = c.last_message;
       const who = m.sender_id === chat.me.id ? 'You: ' : c.type === 'group' ? `${chat.nameOf(m.sender_id)}: ` : '';
-      text = who + (m.text || `[${m.kind}]`);
+      text = who + describe(m);
     } else {
       text = c.type === 'group' ? 'Group created' : 'No messages yet';
       cls += ' is-empty';
@@ -404,6 +454,7 @@ export class AppView {
   #buildEmpty() {
     this.scroller = null;
     this.composer = null;
+    this.tray = null;
     this.pane.replaceChildren(h('div', { class: 'chat-empty' },
       icon('chat'),
       h('h2', { text: 'Your messages' }),
@@ -450,7 +501,21 @@ export class AppView {
     });
     this.composer.value = this.drafts.get(cid) || '';
     const send = h('button', { type: 'submit', class: 'send', 'data-testid': 'send', title: 'Send', 'aria-label': 'Send' }, icon('send'));
-    const form = h('form', { class: 'composer' }, this.composer, send);
+    // Attach: the button opens the file picker; a paste or a drop onto the
+    // chat attaches too. Attached files wait in the tray above the
+    // composer, whose text becomes the (first file's) caption.
+    const fileInput = h('input', { type: 'file', multiple: true, hidden: true, tabindex: '-1', 'data-testid': 'attach-input' });
+    fileInput.addEventListener('change', () => {
+      this.#stage(cid, [...(fileInput.files || [])]);
+      fileInput.value = '';
+    });
+    const attach = h('button', {
+      type: 'button', class: 'icon-btn attach', 'data-testid': 'attach',
+      title: 'Attach a photo, video or file', 'aria-label': 'Attach a photo, video or file',
+      onclick: () => fileInput.click(),
+    }, icon('attach'));
+    this.tray = h('div', { class: 'tray', 'aria-label': 'Attached files', hidden: true });
+    const form = h('form', { class: 'composer' }, attach, fileInput, this.composer, send);
     this.composer.addEventListener('input', () => {
       const v = this.composer.value;
       if (v) this.drafts.set(cid, v);
@@ -467,21 +532,92 @@ export class AppView {
     form.addEventListener('submit', (e) => {
       e.preventDefault();
       const text = this.composer.value;
-      if (!text.trim()) return;
+      const files = this.staged.get(cid) || [];
+      if (!text.trim() && !files.length) return;
       this.composer.value = '';
       this.drafts.delete(cid);
+      this.staged.delete(cid);
+      this.#renderTray();
       this.#autosize();
       this.forceBottom = true;
-      chat.send(cid, text).catch((err) => {
+      const restore = (err) => {
         this.toast(err.message);
         if (!this.composer.value) this.composer.value = text;
-      });
+      };
+      if (files.length) {
+        const caption = text.trim() ? text : '';
+        files.forEach((f, i) => chat.sendMedia(cid, f, i === 0 ? caption : '').catch(restore));
+      } else {
+        chat.send(cid, text).catch(restore);
+      }
       this.composer.focus();
     });
-    this.pane.replaceChildren(head, this.scroller, this.typingSlot, form);
+    this.pane.replaceChildren(head, this.scroller, this.typingSlot, this.tray, form);
+    this.#renderTray();
     this.forceBottom = true;
     this.#autosize();
     if (matchMedia('(pointer: fine)').matches) this.composer.focus({ preventScroll: true });
+  }
+
+  // ---- attaching ----
+
+  /** stage attaches files to the composer of cid (up to MAX_STAGED). */
+  #stage(cid, files) {
+    if (!cid || !files.length || cid !== this.openCid) return;
+    const list = this.staged.get(cid) || [];
+    const room = MAX_STAGED - list.length;
+    if (files.length > room) this.toast(`At most ${MAX_STAGED} files at a time.`);
+    list.push(...files.slice(0, Math.max(0, room)));
+    if (list.length) this.staged.set(cid, list);
+    this.#renderTray();
+    this.composer?.focus({ preventScroll: true });
+  }
+
+  #unstage(cid, file) {
+    const list = (this.staged.get(cid) || []).filter((f) => f !== file);
+    if (list.length) this.staged.set(cid, list);
+    else this.staged.delete(cid);
+    this.#renderTray();
+  }
+
+  #renderTray() {
+    if (!this.tray) return;
+    for (const u of this.trayUrls.splice(0)) URL.revokeObjectURL(u);
+    const cid = this.openCid;
+    const files = (cid && this.staged.get(cid)) || [];
+    this.tray.hidden = !files.length;
+    if (this.composer) this.composer.placeholder = files.length ? 'Add a caption' : 'Write a message';
+    this.tray.replaceChildren(...files.map((f) => {
+      let thumb;
+      if (kindOf(f.type) === 'image') {
+        const url = URL.createObjectURL(f);
+        this.trayUrls.push(url);
+        thumb = h('img', { class: 'chip-thumb', src: url, alt: '' });
+      } else {
+        thumb = h('span', { class: 'chip-thumb' }, icon('file'));
+      }
+      return h('div', { class: 'chip', 'data-testid': 'attachment' },
+        thumb,
+        h('span', { class: 'chip-text' },
+          h('span', { class: 'chip-name', text: f.name || 'file' }),
+          h('span', { class: 'chip-size', text: humanSize(f.size) })),
+        h('button', {
+          type: 'button', class: 'icon-btn chip-remove', title: 'Remove', 'aria-label': `Remove ${f.name || 'file'}`,
+          onclick: () => this.#unstage(cid, f),
+        }, icon('close')));
+    }));
+  }
+
+  #onPaste(e) {
+    if (!this.composer || !this.openCid) return;
+    // Pasting into another field (the search, a dialog) is that field's.
+    const t = e.target;
+    if (t !== this.composer && t?.closest?.('input, textarea, dialog, [contenteditable]')) return;
+    const files = filesOf(e.clipboardData);
+    if (!files.length) return;
+    // A copied picture often comes with its HTML: the picture is enough.
+    if (!e.clipboardData.types?.includes('text/plain')) e.preventDefault();
+    this.#stage(this.openCid, files);
   }
 
   #autosize() {
@@ -560,16 +696,30 @@ export class AppView {
         t, mine, text: m.text ?? '', seq: m.seq,
         status: mine ? chat.statusOf(c, m) : null,
         sender: group && !mine && m.sender_id !== lastSender ? m.sender_id : null,
+        kind: m.kind, media: m.media || null,
       });
       lastSender = m.sender_id;
     }
+    const previewing = new Set();
     for (const e of pending) {
       day(e.created_at);
+      const media = isMediaKind(e.kind);
+      const blob = media && !e.media ? chat.blobOf(e) : null;
+      if (blob) previewing.add(e.client_message_id);
       items.push({
         key: `o-${e.client_message_id}`, t: e.created_at, mine: true, text: e.text, seq: null,
         status: 'pending', error: e.error || null, cmid: e.client_message_id,
+        kind: e.kind, media: e.media || null, file: e.file || null, blob,
+        upload: media && !e.media && !e.error ? chat.uploadOf(e.client_message_id) || { state: 'waiting' } : null,
       });
       lastSender = chat.me.id;
+    }
+    // Local pictures of uploads that are done (or gone) are let go.
+    for (const [cmid, url] of this.previews) {
+      if (!previewing.has(cmid)) {
+        URL.revokeObjectURL(url);
+        this.previews.delete(cmid);
+      }
     }
 
     let cursor = this.msgList.firstChild;
@@ -605,9 +755,11 @@ export class AppView {
     const status = h('span', { class: 'status' });
     const sender = h('span', { class: 'sender', hidden: true });
     const extra = h('span', { class: 'msg-error', hidden: true });
-    const bubble = h('div', { class: 'bubble' }, sender, text, h('span', { class: 'meta' }, time, status));
+    const media = h('div', { class: 'media', hidden: true });
+    const upload = h('div', { class: 'upload', hidden: true });
+    const bubble = h('div', { class: 'bubble' }, sender, media, upload, text, h('span', { class: 'meta' }, time, status));
     const el = h('div', { class: `msg ${it.mine ? 'mine' : 'theirs'}`, 'data-testid': 'message' }, bubble, extra);
-    this.parts.set(el, { text, time, status, sender, extra, statusKey: '', errKey: '' });
+    this.parts.set(el, { text, time, status, sender, extra, media, upload, up: null, statusKey: '', errKey: '', mediaKey: '' });
     return el;
   }
 
@@ -616,6 +768,10 @@ export class AppView {
     setAttr(el, 'data-seq', it.seq ?? null);
     setAttr(el, 'data-status', it.mine ? it.status : null);
     setText(p.text, it.text);
+    const hasMedia = isMediaKind(it.kind);
+    el.classList.toggle('has-media', hasMedia);
+    p.text.hidden = hasMedia && !it.text;
+    this.#updateMedia(p, it, hasMedia);
     setText(p.time, timeOf(it.t));
     setAttr(p.time, 'datetime', new Date(it.t).toISOString());
     if (it.mine && p.statusKey !== it.status) {
@@ -646,6 +802,197 @@ export class AppView {
         p.extra.replaceChildren();
       }
     }
+  }
+
+  // ---- media in messages ----
+
+  /** updateMedia shows a message's photo, video or file, and its upload. */
+  #updateMedia(p, it, hasMedia) {
+    const m = it.media;
+    let key = '';
+    if (hasMedia && m) key = `${it.kind}|${m.id}|${m.url}|${m.thumbnail_url}|${this.mediaBroken.has(m.id)}`;
+    else if (hasMedia) key = `local|${it.cmid}|${it.kind}|${it.blob ? 'blob' : ''}`;
+    if (p.mediaKey !== key) {
+      p.mediaKey = key;
+      p.media.hidden = !key;
+      p.media.className = `media media-${it.kind}`;
+      p.media.replaceChildren(!key ? '' : m ? this.#mediaView(it.kind, m, it.text) : this.#localView(it));
+    }
+    const u = it.upload;
+    p.upload.hidden = !u;
+    if (!u) {
+      // Only an upload under way has a progress bar.
+      if (p.up) {
+        p.up = null;
+        p.upload.replaceChildren();
+      }
+      return;
+    }
+    if (!p.up) {
+      const cmid = it.cmid;
+      p.up = {
+        bar: h('progress', { class: 'upload-bar', 'data-testid': 'upload-progress', max: 1 }),
+        text: h('span', { class: 'upload-text' }),
+        retry: h('button', { type: 'button', class: 'link', 'data-testid': 'upload-retry', hidden: true, onclick: () => this.chat.retryUpload(cmid) }, 'Retry now'),
+        cancel: h('button', { type: 'button', class: 'link', 'data-testid': 'upload-cancel', onclick: () => this.chat.cancelUpload(cmid) }, 'Cancel'),
+      };
+      p.upload.replaceChildren(p.up.bar, h('span', { class: 'upload-row' }, p.up.text, p.up.retry, p.up.cancel));
+    }
+    const { bar, text, retry } = p.up;
+    setAttr(bar, 'data-state', u.state);
+    const total = u.total || it.file?.size || 0;
+    if ((u.state === 'uploading' || u.state === 'paused') && total > 0) {
+      setAttr(bar, 'max', total);
+      setAttr(bar, 'value', Math.min(u.sent || 0, total));
+      setAttr(bar, 'aria-label', `Uploaded ${humanSize(u.sent || 0)} of ${humanSize(total)}`);
+    } else {
+      setAttr(bar, 'value', null); // indeterminate: waiting, or the server at work
+      setAttr(bar, 'aria-label', 'Uploading');
+    }
+    let label = UPLOAD_TEXT[u.state] || `${humanSize(u.sent || 0)} of ${humanSize(total)}`;
+    if (u.state === 'paused') label = `Paused (${u.error || 'offline'}). `;
+    setText(text, label);
+    retry.hidden = u.state !== 'paused';
+  }
+
+  /** mediaView: a stored photo (thumbnail), video (player) or file (link). */
+  #mediaView(kind, m, caption) {
+    const name = m.name || 'file';
+    if (this.mediaBroken.has(m.id)) {
+      return h('button', {
+        type: 'button', class: 'media-broken', title: 'Try again',
+        onclick: () => {
+          this.mediaBroken.delete(m.id);
+          this.chat.refreshMedia(m.id).then(() => this.render());
+        },
+      }, icon('file'), h('span', { text: `${kind === 'video' ? 'Video' : kind === 'image' ? 'Photo' : 'File'} not available` }));
+    }
+    if (kind === 'image') {
+      const size = fit(m.width, m.height, THUMB_PX);
+      const src = m.thumbnail_url || m.url;
+      const img = h('img', {
+        class: 'thumb', 'data-testid': 'media-thumbnail', 'data-media-id': m.id, src, alt: name,
+        decoding: 'async', width: size?.width, height: size?.height,
+      });
+      img.addEventListener('error', () => this.#mediaFailed(m.id, src, (f) => f.thumbnail_url || f.url));
+      this.#keepBottom(img, 'load');
+      return h('button', { type: 'button', class: 'media-open', 'aria-label': `Open the photo ${name}`, onclick: () => this.#viewer(m, caption) }, img);
+    }
+    if (kind === 'video') {
+      const size = fit(m.width, m.height, THUMB_PX);
+      const v = h('video', {
+        class: 'video', 'data-testid': 'media-video', 'data-media-id': m.id, controls: true, preload: 'metadata',
+        playsinline: true, poster: m.thumbnail_url || undefined, src: m.url, width: size?.width, height: size?.height,
+        'aria-label': name,
+      });
+      v.addEventListener('error', () => this.#mediaFailed(m.id, m.url, (f) => f.url));
+      this.#keepBottom(v, 'loadedmetadata');
+      return v;
+    }
+    const a = h('a', { class: 'file', 'data-testid': 'media-file', 'data-media-id': m.id, href: m.url, download: name, rel: 'noopener' },
+      h('span', { class: 'file-icon' }, icon('file')),
+      h('span', { class: 'file-text' },
+        h('span', { class: 'file-name', text: name }),
+        h('span', { class: 'file-size', text: humanSize(m.size) })),
+      icon('download'));
+    a.addEventListener('click', (e) => {
+      // A link shown for long has expired: fetch a fresh one first.
+      if (!expired(a.href)) return;
+      e.preventDefault();
+      this.chat.refreshMedia(m.id).then((f) => {
+        if (!f) {
+          this.toast('That file is not available.');
+          return;
+        }
+        const t = h('a', { href: f.url, download: f.name || name, hidden: true });
+        document.body.append(t);
+        t.click();
+        t.remove();
+      });
+    });
+    return a;
+  }
+
+  /** localView: a photo, video or file of one's own, still uploading. */
+  #localView(it) {
+    const f = it.file || {};
+    if (it.blob && it.kind === 'image') {
+      let url = this.previews.get(it.cmid);
+      if (!url) {
+        url = URL.createObjectURL(it.blob);
+        this.previews.set(it.cmid, url);
+      }
+      const img = h('img', { class: 'thumb local', 'data-testid': 'media-preview', src: url, alt: f.name || '' });
+      this.#keepBottom(img, 'load');
+      return img;
+    }
+    return h('span', { class: 'file local' },
+      h('span', { class: 'file-icon' }, icon('file')),
+      h('span', { class: 'file-text' },
+        h('span', { class: 'file-name', text: f.name || 'file' }),
+        h('span', { class: 'file-size', text: humanSize(f.size) })));
+  }
+
+  /**
+   * keepBottom: a picture or video without a known size grows when it
+   * loads; at the bottom of the chat, the newest message stays in view.
+   */
+  #keepBottom(el, type) {
+    el.addEventListener(type, () => {
+      const s = this.scroller;
+      if (!s || !el.isConnected || !s.contains(el)) return;
+      const gap = s.scrollHeight - s.scrollTop - s.clientHeight;
+      if (gap > 0 && gap < el.offsetHeight + 80) s.scrollTop = s.scrollHeight;
+    }, { once: true });
+  }
+
+  /**
+   * mediaFailed: a photo or video did not load, most likely because its
+   * signed URL expired. Fresh URLs are fetched once per stale URL; when
+   * those fail too, or the server gives the same one, it shows as
+   * unavailable.
+   */
+  #mediaFailed(id, failed, pick) {
+    const abs = (u) => new URL(u, location.href).href;
+    if (this.refreshedUrls.has(abs(failed))) {
+      this.mediaBroken.add(id);
+      this.render();
+      return;
+    }
+    this.chat.refreshMedia(id).then((f) => {
+      const next = f && pick(f);
+      if (!next || abs(next) === abs(failed)) {
+        this.mediaBroken.add(id);
+        this.render();
+      } else {
+        this.refreshedUrls.add(abs(next));
+      }
+    });
+  }
+
+  /** viewer shows a photo whole, over the app. */
+  #viewer(m, caption) {
+    for (const d of document.querySelectorAll('dialog.viewer')) d.close();
+    const name = m.name || 'photo';
+    const img = h('img', { class: 'viewer-img', 'data-testid': 'media-viewer-image', src: m.url, alt: name });
+    let retried = false;
+    img.addEventListener('error', () => {
+      if (retried) return;
+      retried = true;
+      this.chat.refreshMedia(m.id).then((f) => { if (f?.url) img.src = f.url; });
+    });
+    const dl = h('a', { class: 'icon-btn', href: m.url, download: name, title: 'Download', 'aria-label': 'Download' }, icon('download'));
+    const close = h('button', { type: 'button', class: 'icon-btn', 'data-testid': 'media-viewer-close', title: 'Close', 'aria-label': 'Close', onclick: () => dlg.close() }, icon('close'));
+    const dlg = h('dialog', { class: 'viewer', 'data-testid': 'media-viewer', 'aria-label': name },
+      h('div', { class: 'viewer-bar' }, h('span', { class: 'viewer-name', text: name }), dl, close),
+      h('figure', { class: 'viewer-figure' }, img, caption ? h('figcaption', { text: caption }) : null));
+    // A click beside the photo closes it, as Escape does.
+    dlg.addEventListener('click', (e) => {
+      if (e.target === dlg || e.target.classList.contains('viewer-figure')) dlg.close();
+    });
+    dlg.addEventListener('close', () => dlg.remove());
+    document.body.append(dlg);
+    dlg.showModal();
   }
 
   #renderTyping(c) {
@@ -942,7 +1289,7 @@ export class AppView {
     if (chat.isMuted(c) || chat.push.active) return;
     // As the server's push: a group's title, with the sender in the body.
     const title = c.type === 'group' ? chat.titleOf(c) : chat.nameOf(m.sender_id);
-    let text = m.text || KIND_TEXT[m.kind] || 'New message';
+    let text = describe(m) || 'New message';
     if (text.length > 200) text = `${text.slice(0, 199)}…`;
     if (c.type === 'group') text = `${chat.nameOf(m.sender_id)}: ${text}`;
     // tag: one notification per conversation, the push's included.
