@@ -495,3 +495,23 @@ func TestMediaVideo(t *testing.T) {
 		t.Errorf("sent media %v", sm)
 	}
 }
+
+// TestMediaUploadRateLimit: starting uploads is limited per user.
+func TestMediaUploadRateLimit(t *testing.T) {
+	n := startNode(t, func(c *server.Config) { c.Limits.UploadBurst, c.Limits.UploadPerSecond = 2, 0.01 }).at(0)
+	us := n.users(t, "alice", "bob")
+	alice, bob := us[0], us[1]
+	for range 2 {
+		wantMedia(t, n.upload(t, alice, "a.txt", "text/plain", []byte("a")), http.StatusCreated)
+	}
+	r := n.upload(t, alice, "a.txt", "text/plain", []byte("a"))
+	if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") == "" || !strings.Contains(string(r.body), "retry_after_ms") {
+		t.Errorf("third upload: %d %v %s", r.status, r.header, r.body)
+	}
+	tus := n.raw(t, "POST", "/api/uploads", alice.access, map[string]string{"Tus-Resumable": "1.0.0", "Upload-Length": "1"}, nil)
+	if tus.status != http.StatusTooManyRequests {
+		t.Errorf("a tus upload over the limit: %d", tus.status)
+	}
+	// Another user has a budget of their own.
+	wantMedia(t, n.upload(t, bob, "b.txt", "text/plain", []byte("b")), http.StatusCreated)
+}

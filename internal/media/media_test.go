@@ -106,3 +106,55 @@ func TestCleanName(t *testing.T) {
 		}
 	}
 }
+
+// TestDownloadExpired: an expired URL is forbidden, an altered one too, and
+// a fresh one serves the file.
+func TestDownloadExpired(t *testing.T) {
+	ctx := context.Background()
+	s, db, _ := newService(t, Options{})
+	alice := newUser(t, db, "alice")
+	m, err := s.Upload(ctx, alice, "note.txt", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	query := func(raw string) (exp, sig string) {
+		_, q, _ := strings.Cut(raw, "?")
+		for _, kv := range strings.Split(q, "&") {
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "exp":
+				exp = v
+			case "sig":
+				sig = v
+			}
+		}
+		return exp, sig
+	}
+	exp, sig := query(m.URL)
+	d, err := s.Download(ctx, m.ID, Original, exp, sig)
+	if err != nil {
+		t.Fatalf("fresh URL: %v", err)
+	}
+	d.Object.Close()
+	if d.Inline || d.MIMEType != "text/plain" {
+		t.Errorf("download %+v: text must be an attachment", d)
+	}
+	// Two hours later, as the signer's clock sees it.
+	s.signer.now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	if _, err := s.Download(ctx, m.ID, Original, exp, sig); parley.ErrorCode(err) != parley.CodeForbidden {
+		t.Errorf("expired URL: %v, want forbidden", err)
+	}
+	if _, err := s.Download(ctx, m.ID, Original, exp, "x"+sig[1:]); parley.ErrorCode(err) != parley.CodeForbidden {
+		t.Errorf("altered URL: %v, want forbidden", err)
+	}
+	got, err := s.Get(ctx, alice, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp, sig = query(got.URL)
+	d, err = s.Download(ctx, m.ID, Original, exp, sig)
+	if err != nil {
+		t.Fatalf("the fresh URL GET /api/media gives: %v", err)
+	}
+	d.Object.Close()
+}
