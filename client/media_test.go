@@ -3,16 +3,10 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"image"
-	"image/color"
 	"image/jpeg"
-	"image/png"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -25,6 +19,7 @@ import (
 	"time"
 
 	"github.com/parley-chat/parley"
+	"github.com/parley-chat/parley/internal/mediatest"
 	"github.com/parley-chat/parley/internal/server"
 	"github.com/parley-chat/parley/wire"
 )
@@ -37,47 +32,6 @@ func writeFile(t *testing.T, name string, data []byte) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// randomBytes returns n bytes that no server takes for a picture.
-func randomBytes(n int) []byte {
-	rng := rand.New(rand.NewPCG(uint64(n), 7))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(rng.Uint32())
-	}
-	return b
-}
-
-// testJPEG returns a small JPEG photo.
-func testJPEG(t *testing.T) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
-	for y := range 48 {
-		for x := range 64 {
-			img.Set(x, y, color.RGBA{uint8(x * 4), uint8(y * 5), 128, 255})
-		}
-	}
-	var b bytes.Buffer
-	if err := jpeg.Encode(&b, img, nil); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// bombPNG returns a PNG whose header claims 100000×100000 pixels.
-func bombPNG(t *testing.T) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := png.Encode(&b, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
-		t.Fatal(err)
-	}
-	data := b.Bytes()
-	binary.BigEndian.PutUint32(data[16:], 100000)
-	binary.BigEndian.PutUint32(data[20:], 100000)
-	// IHDR's CRC covers its type and data: a bomb, not a corrupt file.
-	binary.BigEndian.PutUint32(data[29:], crc32.ChecksumIEEE(data[12:29]))
-	return data
 }
 
 // tusRequest is a tus request a client made, as the test transport saw it.
@@ -209,7 +163,7 @@ func TestSendFileResumes(t *testing.T) {
 
 	for _, restart := range []bool{false, true} {
 		t.Run(map[bool]string{false: "in the same process", true: "after a restart"}[restart], func(t *testing.T) {
-			data := randomBytes(3*uploadChunk + 12345)
+			data := mediatest.Random(3*uploadChunk + 12345)
 			path := writeFile(t, "report.bin", data)
 			tr := newTusTransport()
 			// The second PATCH breaks after 300 kB: the first chunk is on
@@ -298,7 +252,7 @@ func TestSendFileOffline(t *testing.T) {
 		}
 		return nil
 	})
-	photo := testJPEG(t)
+	photo := mediatest.JPEG(t)
 	path := writeFile(t, "holiday.jpg", photo)
 	cmid, err := alice.SendFile(ctxT(t, 10*time.Second), conv, path, WithCaption("the beach"))
 	if err != nil {
@@ -391,7 +345,7 @@ func TestSendFileProgress(t *testing.T) {
 	ts := startServer(t, server.Config{})
 	alice, bob := openClient(t, "", ts.URL), openClient(t, "", ts.URL)
 	conv := pair(t, alice, bob)
-	data := randomBytes(2*uploadChunk + 1000)
+	data := mediatest.Random(2*uploadChunk + 1000)
 	var (
 		mu     sync.Mutex
 		values []int64
@@ -428,7 +382,7 @@ func TestSendFileRefused(t *testing.T) {
 	alice, bob := openClient(t, "", ts.URL), openClient(t, "", ts.URL)
 	conv := pair(t, alice, bob)
 
-	bomb, err := alice.SendFile(ctxT(t, 10*time.Second), conv, writeFile(t, "bomb.png", bombPNG(t)))
+	bomb, err := alice.SendFile(ctxT(t, 10*time.Second), conv, writeFile(t, "bomb.png", mediatest.BombPNG(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"image"
-	"image/color"
-	"image/jpeg"
 	"image/png"
 	"io"
 	"net/http"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/parley-chat/parley"
 	"github.com/parley-chat/parley/client"
+	"github.com/parley-chat/parley/internal/mediatest"
 )
 
 // testPassword is the password of every user the client tests make; the
@@ -523,7 +522,7 @@ func TestChatInTmux(t *testing.T) {
 
 	// A photo from the input line, shown with its type, name and size.
 	photo := filepath.Join(dir, "holiday.jpg")
-	if err := os.WriteFile(photo, testPhoto(t), 0o600); err != nil {
+	if err := os.WriteFile(photo, mediatest.JPEG(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tm.typeText("alice", "/file "+photo+" the beach", "Enter")
@@ -622,22 +621,6 @@ func TestProfileDir(t *testing.T) {
 	}
 }
 
-// testPhoto returns a small JPEG.
-func testPhoto(t *testing.T) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
-	for y := range 48 {
-		for x := range 64 {
-			img.Set(x, y, color.RGBA{uint8(x * 4), uint8(y * 5), 128, 255})
-		}
-	}
-	var b bytes.Buffer
-	if err := jpeg.Encode(&b, img, nil); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
 // TestCLISendFile sends a photo and a file with `send --file`, with the
 // upload's progress on stderr; listen prints their media, history and
 // conversations show their type, name and size, and the server stored the
@@ -655,7 +638,7 @@ func TestCLISendFile(t *testing.T) {
 	l.waitFor(t, "online", 30*time.Second, isOnline)
 
 	photo := filepath.Join(dir, "holiday.jpg")
-	if err := os.WriteFile(photo, testPhoto(t), 0o600); err != nil {
+	if err := os.WriteFile(photo, mediatest.JPEG(t), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, err := runParley(t, p.base, alice, "send", "--file", photo, "bob", "the", "beach")

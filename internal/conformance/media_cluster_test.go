@@ -2,13 +2,13 @@ package conformance
 
 import (
 	"bytes"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/parley-chat/parley/internal/blob"
+	"github.com/parley-chat/parley/internal/mediatest"
 	"github.com/parley-chat/parley/internal/s3test"
 	"github.com/parley-chat/parley/internal/server"
 	"github.com/parley-chat/parley/internal/testnode"
@@ -30,11 +30,7 @@ func TestMediaCluster(t *testing.T) {
 	alice, bob := us[0], us[1]
 	conv := wantString(t, "direct", a.createDirect(t, alice, bob), "id")
 
-	data := make([]byte, 2_500_000)
-	rng := rand.New(rand.NewPCG(3, 4))
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
+	data := mediatest.Random(2_500_000)
 	hdr := func(kv ...string) map[string]string {
 		h := map[string]string{"Tus-Resumable": "1.0.0"}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -74,7 +70,7 @@ func TestMediaCluster(t *testing.T) {
 
 	// A photo uploaded in one request through node 1, sent through node
 	// 0, downloads for bob through node 2, thumbnail too.
-	photo := wantMedia(t, b.upload(t, alice, "holiday.jpg", "image/jpeg", exifJPEG(t)), http.StatusCreated)
+	photo := wantMedia(t, b.upload(t, alice, "holiday.jpg", "image/jpeg", mediatest.ExifJPEG(t)), http.StatusCreated)
 	a.do(t, "POST", "/api/conversations/"+conv+"/messages", alice.access,
 		obj{"client_message_id": newCMID(), "kind": "image", "text": "", "media_id": photo["id"]}).want(t, http.StatusCreated)
 	hist, _ := c.history(t, bob, conv, "")

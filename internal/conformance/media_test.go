@@ -4,13 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/binary"
 	"image"
-	"image/color"
 	"image/jpeg"
-	"image/png"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/parley-chat/parley/internal/apns/apnstest"
+	"github.com/parley-chat/parley/internal/mediatest"
 	"github.com/parley-chat/parley/internal/server"
 )
 
@@ -110,58 +107,6 @@ func checkMedia(t *testing.T, where string, m obj) {
 	}
 }
 
-// exifJPEG returns a 64×48 JPEG carrying an EXIF block with a GPS IFD
-// (latitude reference "N"): what a phone's camera writes.
-func exifJPEG(t *testing.T) []byte {
-	t.Helper()
-	img := image.NewRGBA(image.Rect(0, 0, 64, 48))
-	for y := range 48 {
-		for x := range 64 {
-			img.Set(x, y, color.RGBA{uint8(x * 4), uint8(y * 5), 128, 255})
-		}
-	}
-	var plain bytes.Buffer
-	if err := jpeg.Encode(&plain, img, nil); err != nil {
-		t.Fatal(err)
-	}
-	// TIFF, little-endian: IFD0 with one entry, GPSInfo (0x8825) → the
-	// GPS IFD with one entry, GPSLatitudeRef (1) = "N".
-	tiff := new(bytes.Buffer)
-	le := binary.LittleEndian
-	tiff.WriteString("II")
-	binary.Write(tiff, le, uint16(42))
-	binary.Write(tiff, le, uint32(8)) // IFD0 at 8
-	binary.Write(tiff, le, uint16(1))
-	binary.Write(tiff, le, [3]uint16{0x8825, 4, 0}) // tag, LONG, (count low)
-	binary.Write(tiff, le, uint16(0))               // count high
-	binary.Write(tiff, le, uint32(26))              // GPS IFD at 26
-	binary.Write(tiff, le, uint32(0))               // no next IFD
-	binary.Write(tiff, le, uint16(1))
-	binary.Write(tiff, le, [2]uint16{0x0001, 2}) // GPSLatitudeRef, ASCII
-	binary.Write(tiff, le, uint32(2))            // count
-	tiff.WriteString("N\x00\x00\x00")            // value, padded
-	binary.Write(tiff, le, uint32(0))
-	app1 := append([]byte("Exif\x00\x00"), tiff.Bytes()...)
-	seg := []byte{0xff, 0xe1, byte((len(app1) + 2) >> 8), byte(len(app1) + 2)}
-	out := append([]byte{0xff, 0xd8}, seg...)
-	out = append(out, app1...)
-	return append(out, plain.Bytes()[2:]...)
-}
-
-// bombPNG returns a PNG header that claims 100000×100000 pixels.
-func bombPNG(t *testing.T) []byte {
-	t.Helper()
-	var small bytes.Buffer
-	if err := png.Encode(&small, image.NewGray(image.Rect(0, 0, 1, 1))); err != nil {
-		t.Fatal(err)
-	}
-	b := small.Bytes()
-	// IHDR's width and height are bytes 16..24; its CRC follows the data.
-	binary.BigEndian.PutUint32(b[16:], 100000)
-	binary.BigEndian.PutUint32(b[20:], 100000)
-	return b
-}
-
 func TestMediaUploadAndDownload(t *testing.T) {
 	s := apnstest.New(t)
 	n := startPushNode(t, s).at(0)
@@ -171,7 +116,7 @@ func TestMediaUploadAndDownload(t *testing.T) {
 	tokB := newAPNsToken()
 	n.registerIOS(t, bob, tokB)
 
-	photo := exifJPEG(t)
+	photo := mediatest.ExifJPEG(t)
 	if !bytes.Contains(photo, []byte("Exif")) {
 		t.Fatal("the test photo has no EXIF")
 	}
@@ -314,7 +259,7 @@ func TestMediaServedInert(t *testing.T) {
 	r.wantProblem(t, http.StatusBadRequest, "invalid_argument")
 	n.do(t, "POST", "/api/conversations/"+conv+"/messages", alice.access, obj{"client_message_id": newCMID(), "kind": "file", "text": "", "media_id": html["id"]}).want(t, http.StatusCreated)
 
-	bomb := n.upload(t, alice, "bomb.png", "image/png", bombPNG(t))
+	bomb := n.upload(t, alice, "bomb.png", "image/png", mediatest.BombPNG(t))
 	if bomb.status != http.StatusBadRequest || !strings.Contains(string(bomb.body), "invalid_argument") {
 		t.Errorf("decompression bomb: %d %s", bomb.status, bomb.body)
 	}
@@ -365,11 +310,7 @@ func TestMediaResumableUpload(t *testing.T) {
 	n := startNode(t).at(0)
 	us := n.users(t, "alice", "eve")
 	alice, eve := us[0], us[1]
-	data := make([]byte, 300_000)
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
+	data := mediatest.Random(300_000)
 	tus := map[string]string{"Tus-Resumable": "1.0.0"}
 	with := func(kv ...string) map[string]string {
 		h := map[string]string{"Tus-Resumable": "1.0.0"}

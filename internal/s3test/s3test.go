@@ -79,21 +79,7 @@ var process struct {
 func Main(m *testing.M) { os.Exit(Run(m)) }
 
 // Run is Main without the exit, for a TestMain that does more.
-func Run(m *testing.M) int {
-	process.mu.Lock()
-	process.running = true
-	process.mu.Unlock()
-	code := m.Run()
-
-	process.mu.Lock()
-	defer process.mu.Unlock()
-	process.running = false
-	if process.srv != nil {
-		process.srv.stop()
-		process.srv = nil
-	}
-	return code
-}
+func Run(m *testing.M) int { return Wrap(m.Run) }
 
 // Start returns the endpoint ("http://127.0.0.1:<port>") and the
 // credentials of this test process's S3 server, starting it on first use.
