@@ -101,8 +101,12 @@ func badgeOf(user, now string) string {
 // the user has now (?2 now, Unix ms), due when the device's last badge-only
 // push is ?3 ms old; %[1]s is the list of platforms. A device with an
 // update pending keeps it (its badge is computed when it is sent), marked
-// dirty in case it is being sent right now with an older badge.
-var qQueueBadge = `WITH b AS MATERIALIZED (SELECT ` + badgeOf("?1", "CAST(?2 AS BIGINT)") + ` AS badge)
+// dirty in case it is being sent right now with an older badge. The badge
+// (a sum over all of the user's memberships) is computed only when one of
+// their devices shows one: for most users, a read queues nothing and sums
+// nothing.
+var qQueueBadge = `WITH b AS MATERIALIZED (SELECT ` + badgeOf("?1", "CAST(?2 AS BIGINT)") + ` AS badge
+		WHERE EXISTS (SELECT 1 FROM device_tokens s WHERE s.user_id = ?1 AND s.badge > 0 AND s.platform IN (%[1]s)))
 	INSERT INTO push_jobs (message_id, token, user_id, badge, due_at, queued_at)
 	SELECT NULL, d.token, d.user_id, b.badge,
 		CASE WHEN d.badge_at + CAST(?3 AS BIGINT) > CAST(?2 AS BIGINT)
