@@ -27,12 +27,8 @@ import (
 // memberships less those of their muted ones (usually none, so one index
 // seek instead of a mute probe per membership). Members without devices
 // cost one index probe and no badge.
-const qQueuePush = `WITH recipients AS MATERIALIZED (
-		SELECT r.user_id,
-			(SELECT COALESCE(SUM(me.unread_count), 0) FROM members me WHERE me.user_id = r.user_id)
-			- (SELECT COALESCE(SUM(me.unread_count), 0) FROM mutes mu
-				JOIN members me ON me.conversation_id = mu.conversation_id AND me.user_id = mu.user_id
-				WHERE mu.user_id = r.user_id AND (mu.until IS NULL OR mu.until > ?2)) AS badge
+var qQueuePush = `WITH recipients AS MATERIALIZED (
+		SELECT r.user_id, ` + badgeOf("r.user_id", "?2") + ` AS badge
 		FROM members r
 		WHERE r.conversation_id = ?3 AND r.user_id <> ?4
 		AND EXISTS (SELECT 1 FROM device_tokens d
