@@ -389,21 +389,17 @@ func (w *Worker) attempt(ctx context.Context, j parley.PushJob) time.Time {
 }
 
 // finish removes a job that was not sent from the queue.
-func (w *Worker) finish(ctx context.Context, j parley.PushJob) {
-	rctx, cancel := recordContext(ctx)
-	defer cancel()
-	if err := w.q.FinishPushJob(rctx, j, false); err != nil {
-		// The job stays leased and is sent again after the lease.
-		w.log.Error("finish push job", "err", err)
-	}
-}
+func (w *Worker) finish(ctx context.Context, j parley.PushJob) { w.end(ctx, j, false) }
 
 // sent removes a sent job from the queue and records the badge its device
 // shows now.
-func (w *Worker) sent(ctx context.Context, j parley.PushJob) {
+func (w *Worker) sent(ctx context.Context, j parley.PushJob) { w.end(ctx, j, true) }
+
+// end removes a job from the queue, sent or not.
+func (w *Worker) end(ctx context.Context, j parley.PushJob, sent bool) {
 	rctx, cancel := recordContext(ctx)
 	defer cancel()
-	if err := w.q.FinishPushJob(rctx, j, true); err != nil {
+	if err := w.q.FinishPushJob(rctx, j, sent); err != nil {
 		// The job stays leased and is sent again after the lease.
 		w.log.Error("finish push job", "err", err)
 	}
