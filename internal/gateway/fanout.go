@@ -189,32 +189,29 @@ func (g *Gateway) conversationUpdated(ev *parley.Event) int {
 
 // revoke closes the connections authenticated by a revoked family.
 func (g *Gateway) revoke(s *parley.SessionRevoked) {
-	sh := &g.users[g.shard(s.UserID)]
-	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	e := sh.users[s.UserID]
-	if e == nil {
-		return
-	}
-	for _, c := range e.conns {
+	g.closeWhere(s.UserID, closeUnauthenticated, "session revoked", func(c *conn) bool {
 		c.mu.Lock()
-		revoked := c.familyID == s.FamilyID
-		c.mu.Unlock()
-		if revoked {
-			c.shut(closeUnauthenticated, "session revoked", true)
-		}
-	}
+		defer c.mu.Unlock()
+		return c.familyID == s.FamilyID
+	})
 }
 
 // closeAccount closes every connection of a deleted account with 4003:
 // the client must not reconnect.
 func (g *Gateway) closeAccount(userID string) {
+	g.closeWhere(userID, closeDisabled, "account deleted", func(*conn) bool { return true })
+}
+
+// closeWhere closes with code the connections of userID here that match.
+func (g *Gateway) closeWhere(userID string, code int, reason string, match func(*conn) bool) {
 	sh := &g.users[g.shard(userID)]
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
 	if e := sh.users[userID]; e != nil {
 		for _, c := range e.conns {
-			c.shut(closeDisabled, "account deleted", true)
+			if match(c) {
+				c.shut(code, reason, true)
+			}
 		}
 	}
 }
