@@ -77,22 +77,22 @@ func publishMute(w *writeTx, conversationID, callerID, op string) error {
 func (db *DB) MuteOf(ctx context.Context, conversationID, callerID string) (parley.Mute, error) {
 	var mute parley.Mute
 	err := db.read(ctx, "mute_of", false, func(s *session) error {
-		var has bool
-		var until sql.NullInt64
-		err := s.queryRow(`SELECT mu.user_id IS NOT NULL, mu.until FROM members me
-			LEFT JOIN mutes mu ON mu.user_id = me.user_id AND mu.conversation_id = me.conversation_id
-			WHERE me.conversation_id = ? AND me.user_id = ?`, conversationID, callerID).Scan(&has, &until)
+		var v memberView
+		err := s.queryRow(`SELECT `+muteCols+` FROM members me `+muteOfMe+`
+			WHERE me.conversation_id = ? AND me.user_id = ?`, conversationID, callerID).Scan(&v.muted, &v.until)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return errConversationNotFound()
 		case err != nil:
 			return fmt.Errorf("mute of: %w", err)
-		case !has:
-		case !until.Valid:
+		}
+		// One reading of a mute for both: a Conversation's muted_until,
+		// and this (for ever is MutedForever there, a nil Until here).
+		if until := v.mutedUntil(nowMillis()); until != nil {
 			mute.Muted = true
-		case until.Int64 > nowMillis():
-			t := fromMillis(until.Int64)
-			mute.Muted, mute.Until = true, &t
+			if v.until.Valid {
+				mute.Until = until
+			}
 		}
 		return nil
 	})
