@@ -45,9 +45,9 @@ func (db *DB) DeleteUser(ctx context.Context, userID string) error {
 			{`UPDATE session_families SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`, []any{now, userID}},
 			{`DELETE FROM device_receipts WHERE family_id IN (SELECT id FROM session_families WHERE user_id = ?)`, []any{userID}},
 			{`DELETE FROM refresh_tokens WHERE user_id = ?`, []any{userID}},
-			// Deleting the tokens deletes their queued pushes.
+			// Deleting the tokens deletes their queued pushes (a token
+			// that moved to another user took none of them along).
 			{`DELETE FROM device_tokens WHERE user_id = ?`, []any{userID}},
-			{`DELETE FROM push_jobs WHERE user_id = ?`, []any{userID}},
 			{`DELETE FROM mutes WHERE user_id = ?`, []any{userID}},
 		} {
 			if _, err := w.exec(q.sql, q.args...); err != nil {
