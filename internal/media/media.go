@@ -179,10 +179,9 @@ func kindOf(k mediaproc.Kind) parley.MessageKind {
 // decompression bomb, a corrupt image) is invalid_argument and leaves
 // nothing behind.
 func (s *Service) Upload(ctx context.Context, callerID, name, claimedType string, body io.Reader) (parley.Media, error) {
-	if s.opts.Allow != nil {
-		if err := s.opts.Allow(ctx, callerID); err != nil {
-			return parley.Media{}, err
-		}
+	f, err := s.start(ctx, callerID, name, claimedType)
+	if err != nil {
+		return parley.Media{}, err
 	}
 	tmp, err := os.CreateTemp(s.opts.TempDir, "parley-upload-*")
 	if err != nil {
@@ -195,31 +194,41 @@ func (s *Service) Upload(ctx context.Context, callerID, name, claimedType string
 	}
 	var tooBig *http.MaxBytesError
 	switch {
-	case errors.As(err, &tooBig):
+	case errors.As(err, &tooBig) || (err == nil && n > s.opts.MaxUploadBytes):
 		return parley.Media{}, parley.Errorf(parley.CodePayloadTooLarge, "an upload is at most %d bytes", s.opts.MaxUploadBytes)
 	case err != nil:
 		return parley.Media{}, fmt.Errorf("upload: receive: %w", err)
-	case n > s.opts.MaxUploadBytes:
-		return parley.Media{}, parley.Errorf(parley.CodePayloadTooLarge, "an upload is at most %d bytes", s.opts.MaxUploadBytes)
 	}
-	id, err := newID()
-	if err != nil {
-		return parley.Media{}, err
-	}
-	f := parley.MediaFile{
-		Media:      parley.Media{ID: id, Name: CleanName(name), Size: n},
-		UploaderID: callerID, ClaimedType: claimedType,
-	}
+	f.Size = n
 	if f, err = s.ingest(ctx, f, tmp.Name()); err != nil {
 		return parley.Media{}, err
 	}
 	if err := s.store.CreateMedia(ctx, f); err != nil {
-		s.deleteBlobs(context.WithoutCancel(ctx), id)
+		s.deleteBlobs(context.WithoutCancel(ctx), f.ID)
 		return parley.Media{}, fmt.Errorf("upload: record: %w", err)
 	}
 	m := f.Media
 	s.signer.SignMedia(&m)
 	return m, nil
+}
+
+// start charges a new upload of callerID to their upload limit and returns
+// its record: a new id, the cleaned name, the claimed type. Both ways of
+// uploading begin here.
+func (s *Service) start(ctx context.Context, callerID, name, claimedType string) (parley.MediaFile, error) {
+	if s.opts.Allow != nil {
+		if err := s.opts.Allow(ctx, callerID); err != nil {
+			return parley.MediaFile{}, err
+		}
+	}
+	id, err := newID()
+	if err != nil {
+		return parley.MediaFile{}, err
+	}
+	return parley.MediaFile{
+		Media:      parley.Media{ID: id, Name: CleanName(name)},
+		UploaderID: callerID, ClaimedType: claimedType,
+	}, nil
 }
 
 // ingest processes the upload at path and stores its blobs, returning f

@@ -190,24 +190,16 @@ func (u *Uploads) create(hook tusd.HookEvent) (tusd.HTTPResponse, tusd.FileInfoC
 	if hook.Upload.SizeIsDeferred {
 		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(parley.Errorf(parley.CodeInvalidArgument, "Upload-Length is required"))
 	}
-	if u.s.opts.Allow != nil {
-		if err := u.s.opts.Allow(hook.Context, caller); err != nil {
-			return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(err)
-		}
-	}
-	id, err := newID()
+	meta := hook.Upload.MetaData
+	f, err := u.s.start(hook.Context, caller, meta["filename"], meta["filetype"])
 	if err != nil {
 		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(err)
 	}
-	meta := hook.Upload.MetaData
-	f := parley.MediaFile{
-		Media:      parley.Media{ID: id, Name: CleanName(meta["filename"]), Size: hook.Upload.Size},
-		UploaderID: caller, State: parley.MediaUploading, ClaimedType: meta["filetype"],
-	}
+	f.Size, f.State = hook.Upload.Size, parley.MediaUploading
 	if err := u.s.store.CreateMedia(hook.Context, f); err != nil {
 		return tusd.HTTPResponse{}, tusd.FileInfoChanges{}, tusError(err)
 	}
-	return tusd.HTTPResponse{}, tusd.FileInfoChanges{ID: id}, nil
+	return tusd.HTTPResponse{}, tusd.FileInfoChanges{ID: f.ID}, nil
 }
 
 // finish processes a complete upload and stores it; refused content fails
